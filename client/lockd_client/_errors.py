@@ -1,0 +1,230 @@
+"""The client's exception tree and the one registry that maps a server `reason` to an exception.
+
+`from_rpc_error(e)` is the only place a `grpc.RpcError` becomes a lockd exception. The server puts
+a `google.rpc.ErrorInfo` (domain "lockd") in the rich status; its `reason` is the contract and
+the message is for humans (STYLE §5). No I/O, no logging.
+
+Exception tree::
+
+    LockdError                      base; carries .reason, .metadata, .code, .message
+    ├── InvalidRequestError         INVALID_ARGUMENT, REQUEST_ID_REUSED
+    ├── SessionExpiredError         SESSION_NOT_FOUND; also raised when the session is LOST/EXPIRED
+    ├── NotHolderError              NOT_HOLDER
+    ├── AlreadyHeldError            ALREADY_HELD, ALREADY_WAITING
+    ├── ModeConflictError           MODE_CONFLICT
+    ├── LockTimeout                 WAIT_TIMEOUT (also a builtin TimeoutError)
+    ├── ClusterUnavailableError     NOT_LEADER, UNAVAILABLE (after retries ran out), no answer in time
+    └── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED
+
+Reasons without a subclass (CANCELLED, STALE_EPOCH, INTERNAL, and any reason this client does
+not know yet) raise the base `LockdError`; with no ErrorInfo at all the gRPC status code picks
+the class (UNAVAILABLE and DEADLINE_EXCEEDED -> ClusterUnavailableError, and so on).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+__all__ = [
+    "LockdError",
+    "InvalidRequestError",
+    "SessionExpiredError",
+    "NotHolderError",
+    "AlreadyHeldError",
+    "ModeConflictError",
+    "LockTimeout",
+    "ClusterUnavailableError",
+    "ResourceExhaustedError",
+    "ErrorDetails",
+    "error_details",
+    "from_rpc_error",
+    "exception_for",
+    "REGISTRY",
+]
+
+DOMAIN = "lockd"
+_STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class LockdError(Exception):
+    """Base of every lockd client error.
+
+    Attributes: `reason` (the server's ErrorInfo reason, or None), `metadata` (ErrorInfo
+    metadata, e.g. `{"field": "name"}` or `{"leader": "host:port"}`), `code` (the
+    `grpc.StatusCode`, or None for errors raised by the client itself), `message`.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        code: grpc.StatusCode | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.code = code
+
+    def __str__(self) -> str:
+        tag = self.reason or (self.code.name if self.code is not None else None)
+        return f"{tag}: {self.message}" if tag else self.message
+
+    def __reduce__(self):  # keep pickling (multiprocessing, logging handlers) working
+        return (_rebuild, (type(self), self.message, self.reason, self.metadata, self.code))
+
+
+def _rebuild(cls, message, reason, metadata, code):
+    return cls(message, reason=reason, metadata=metadata, code=code)
+
+
+REGISTRY: dict[str, type[LockdError]] = {}
+"""reason -> exception class; filled by `_registers`."""
+
+_E = TypeVar("_E", bound=type[LockdError])
+
+
+def _registers(*reasons: str) -> Callable[[_E], _E]:
+    """Class decorator: `from_rpc_error` raises this class for these reasons (kazoo's pattern)."""
+
+    def deco(cls: _E) -> _E:
+        for reason in reasons:
+            if reason in REGISTRY:
+                raise RuntimeError(f"reason {reason} registered twice")
+            REGISTRY[reason] = cls
+        return cls
+
+    return deco
+
+
+# Reasons that deliberately map to the base class: registering them documents that the
+# client knows them.
+_registers("CANCELLED", "STALE_EPOCH", "INTERNAL")(LockdError)
+
+
+@_registers("INVALID_ARGUMENT", "REQUEST_ID_REUSED")
+class InvalidRequestError(LockdError):
+    """The request is malformed (bad name, TTL out of bounds, value too big, reused request id)."""
+
+
+@_registers("SESSION_NOT_FOUND")
+class SessionExpiredError(LockdError):
+    """The session is gone: expired on the server, closed, or LOST by the client's own lease."""
+
+
+@_registers("NOT_HOLDER")
+class NotHolderError(LockdError):
+    """Release by a session that does not hold the lock, or with a stale token."""
+
+
+@_registers("ALREADY_HELD", "ALREADY_WAITING")
+class AlreadyHeldError(LockdError):
+    """The session already holds or waits for this lock (locks are not re-entrant by default)."""
+
+
+@_registers("MODE_CONFLICT")
+class ModeConflictError(LockdError):
+    """The request disagrees with the lock's holders (e.g. a different semaphore permit count)."""
+
+
+@_registers("WAIT_TIMEOUT")
+class LockTimeout(LockdError, TimeoutError):
+    """The lock was not granted within the timeout. Also a builtin `TimeoutError`."""
+
+
+@_registers("NOT_LEADER", "UNAVAILABLE")
+class ClusterUnavailableError(LockdError):
+    """No leader answered in time: retries with backoff ran out (elections, crashes, partitions)."""
+
+
+@_registers("OVERLOADED", "LIMIT_EXCEEDED")
+class ResourceExhaustedError(LockdError):
+    """The cluster is overloaded (retried first) or a limit is reached (sessions, waiters, sizes)."""
+
+
+_BY_CODE: dict[grpc.StatusCode, type[LockdError]] = {
+    grpc.StatusCode.UNAVAILABLE: ClusterUnavailableError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ClusterUnavailableError,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
+}
+
+
+class ErrorDetails:
+    """What one failed RPC said: gRPC code, human message, ErrorInfo reason and metadata."""
+
+    __slots__ = ("code", "message", "reason", "metadata")
+
+    def __init__(self, code: grpc.StatusCode | None, message: str, reason: str | None,
+                 metadata: Mapping[str, str]) -> None:
+        self.code = code
+        self.message = message
+        self.reason = reason
+        self.metadata = dict(metadata)
+
+    def __repr__(self) -> str:
+        return (f"ErrorDetails(code={self.code}, reason={self.reason!r}, "
+                f"message={self.message!r}, metadata={self.metadata!r})")
+
+
+def _call_attr(e: object, name: str):
+    fn = getattr(e, name, None)
+    if not callable(fn):
+        return None
+    try:
+        return fn()
+    except Exception:  # a half-built error object must not hide the original failure
+        return None
+
+
+def error_details(e: grpc.RpcError) -> ErrorDetails:
+    """Extract code, message and the lockd ErrorInfo (if any) from a failed RPC.
+
+    Reads the rich status from the `grpc-status-details-bin` trailer with
+    `grpc_status.rpc_status.from_call`. A trailer that does not parse is ignored (the gRPC
+    code alone then decides).
+    """
+    code = _call_attr(e, "code")
+    message = _call_attr(e, "details") or ""
+    reason: str | None = None
+    metadata: dict[str, str] = {}
+    status = None
+    if _call_attr(e, "trailing_metadata"):
+        try:
+            status = rpc_status.from_call(e)
+        except Exception:  # inconsistent or corrupt details: fall back to the plain code
+            status = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                if info.domain in ("", DOMAIN):
+                    reason = info.reason or None
+                    metadata = dict(info.metadata)
+                    break
+    return ErrorDetails(code if isinstance(code, grpc.StatusCode) else None, message, reason,
+                        metadata)
+
+
+def exception_for(details: ErrorDetails) -> LockdError:
+    """Build the exception for already-extracted error details."""
+    cls = REGISTRY.get(details.reason) if details.reason else None
+    if cls is None:
+        cls = _BY_CODE.get(details.code, LockdError) if details.code is not None else LockdError
+    message = details.message or (details.code.name if details.code is not None else "error")
+    return cls(message, reason=details.reason, metadata=details.metadata, code=details.code)
+
+
+def from_rpc_error(e: grpc.RpcError) -> LockdError:
+    """Translate a failed RPC into the registered lockd exception (the only translator).
+
+    Use as `raise from_rpc_error(e) from e`.
+    """
+    return exception_for(error_details(e))

@@ -1,0 +1,349 @@
+"""Lock handles (exclusive, shared, semaphore) and RWLock: acquire/release/with, fencing token.
+
+A `Lock` behaves like `threading.Lock` (`acquire(blocking=True, timeout=-1) -> bool`,
+`release()`, `locked()`, `with`), plus `token`, `lost`, `value`, `name`. No thread per lock:
+a blocking acquire is one long Acquire RPC that the server answers when it grants.
+
+Acquire protocol (retry safety, DESIGN §1.7). Every `acquire()` call picks a fresh
+`request_id` and keeps it across retries of that call: after an ambiguous failure
+(UNAVAILABLE incl. NOT_LEADER, OVERLOADED, a gRPC deadline with no WAIT_TIMEOUT reason, a
+connection reset) the same request is re-sent with the remaining wait, to the hinted leader,
+with jittered backoff; the server answers a repeated id with its first outcome, so a retry
+never creates a second waiter and a grant already made comes back with the same token.
+Waits longer than the server's 1 h maximum are chunked; each chunk is a new request (the
+previous waiter timed out and left the queue, so the place in the FIFO is lost every hour).
+Those decisions are `_requests.AcquireCall`, shared with `lockd_client.aio`; this module
+sends, waits and sleeps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Iterator
+
+import grpc
+
+from . import _requests as rq
+from ._errors import LockdError, LockTimeout, NotHolderError, SessionExpiredError
+from ._requests import MAX_WAIT, AcquireCall, Next, ReleaseMode
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["Lock", "RWLock", "MAX_WAIT"]
+
+log = logging.getLogger("lockd.client")
+
+_DEFAULT = object()
+
+
+class Lock:
+    """A handle on one lock for one session. Create with `Session.lock/semaphore/rwlock`.
+
+    Not re-entrant: acquiring a handle that is held (or being acquired) raises RuntimeError;
+    use one handle per thread (re-entrancy is opt-in on the wire and not exposed yet).
+    Attributes: `name`, `value` (bytes shown to readers), `shared`, `permits`, `token` (the
+    fencing token of the current grant, None when not held), `lost` (Event set when the
+    session ends while this lock is held).
+    """
+
+    def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
+                 value: bytes | str = b"", shared: bool = False, permits: int = 1) -> None:
+        rq.check_lock_args(name, timeout, shared, permits)
+        self._session = session
+        self.name = name
+        self.value = rq.as_bytes(value)
+        self.shared = shared
+        self.permits = permits
+        self.timeout = timeout
+        self.lost = threading.Event()
+        self._mu = threading.Lock()
+        self._token: int | None = None
+        self._busy = False
+
+    def __repr__(self) -> str:
+        kind = "shared" if self.shared else (f"semaphore/{self.permits}" if self.permits > 1
+                                              else "exclusive")
+        return f"<Lock {self.name!r} {kind} token={self.token}>"
+
+    @property
+    def session(self) -> "Session":
+        """The session this handle belongs to."""
+        return self._session
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current grant; None when not held (or lost)."""
+        return self._token if self.locked() else None
+
+    def locked(self) -> bool:
+        """True while this handle holds the lock and its session's lease is still running.
+
+        Still True while the session is SUSPENDED (the lease runs, but an ack is overdue):
+        check `session.state is SessionState.CONNECTED` before acting on a resource, or
+        better, fence every write with `token`.
+        """
+        if self._token is None or self.lost.is_set():
+            return False
+        if self._session.state.terminal:  # checks the lease against the clock now
+            return False
+        return not self.lost.is_set()
+
+    # ------------------------------------------------------------------ acquire
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock; True when granted, False on timeout or (non-blocking) when busy.
+
+        `timeout=-1` waits forever. Raises SessionExpiredError if the session is or becomes
+        LOST/EXPIRED, RuntimeError if this handle already holds the lock, ClusterUnavailableError
+        if no leader could be reached in time, and the registered errors for refusals
+        (AlreadyHeldError, ModeConflictError, InvalidRequestError, ...).
+        """
+        blocking, timeout = rq.normalize_acquire_args(blocking, timeout)
+        with self._mu:
+            if self._busy or (self._token is not None and not self.lost.is_set()):
+                raise RuntimeError(f"lock {self.name!r} is already held (or being acquired) by "
+                                   "this handle; locks are not re-entrant")
+            self._busy = True
+        try:
+            self._session._check_alive()
+            clock = self._session._client._clock
+            deadline = None if timeout == -1 else clock.monotonic() + timeout
+            token = self._acquire(blocking, deadline)
+            if token is None:
+                return False
+            with self._mu:
+                self.lost.clear()
+                self._token = token
+            if not self._session._register_grant(self):
+                # The session ended while the grant was on its way: it is not ours to use.
+                with self._mu:
+                    self._token = None
+                self._best_effort_release(token)
+                raise SessionExpiredError(f"session ended while acquiring {self.name!r}")
+            log.debug("lock_acquired lock=%s token=%d", self.name, token)
+            return True
+        finally:
+            with self._mu:
+                self._busy = False
+
+    def _acquire(self, blocking: bool, deadline: float | None) -> int | None:
+        """Run Acquire requests until a grant (token), a timeout (None) or an error."""
+        while True:
+            token, timed_out = self._acquire_once(blocking, deadline)
+            if token is not None or not timed_out or deadline is not None or not blocking:
+                return token
+            # An unbounded wait reached the server's maximum single wait: ask again.
+
+    def _acquire_once(self, blocking: bool, deadline: float | None) -> tuple[int | None, bool]:
+        """One acquire request (one request_id, retried). Returns (token, timed_out)."""
+        session = self._session
+        client = session._client
+        clock = client._clock
+        now = clock.monotonic()
+        call = AcquireCall(
+            client._router, session_id=session.id, name=self.name, shared=self.shared,
+            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
+            now=now, timeout=client.timeout,
+            retry=client._retry(deadline if blocking else now + client.timeout))
+        while True:
+            session._check_alive()
+            attempt = call.next_attempt(clock.monotonic())
+            if attempt is None:
+                if call.ambiguous:
+                    self._withdraw(call.request_id)
+                return None, True
+            fut = client._lock_stub(attempt.addr).Acquire.future(
+                attempt.request, timeout=attempt.rpc_timeout)
+            try:
+                outcome = self._wait_for(fut, attempt.give_up_at)
+            except BaseException:
+                # e.g. KeyboardInterrupt in the waiting thread: a cancelled RPC makes the server
+                # drop the waiter (or release a grant it made that instant).
+                fut.cancel()
+                raise
+            if outcome == "session_ended":
+                raise SessionExpiredError(
+                    f"session {session._short_id}… ended while waiting for {self.name!r}")
+            if outcome == "timed_out":
+                log.debug("acquire_cancelled lock=%s request_id=%s", self.name, call.request_id)
+                return None, True
+            try:
+                resp = fut.result()
+            except grpc.RpcError as e:
+                f = call.on_error(attempt.addr, e)
+                if f.next is Next.TIMED_OUT:
+                    return None, True
+                if f.next is Next.SESSION_GONE:
+                    session._mark_expired()
+                elif f.next is Next.REDIRECT:
+                    continue
+                elif f.next is Next.BACKOFF:
+                    if f.delay > 0:
+                        session.done.wait(f.delay)  # wakes early when the session ends
+                    error = call.after_backoff()
+                    if error is None:
+                        continue
+                    f = rq.Failure(Next.GIVE_UP, error=error)
+                if f.next is Next.GIVE_UP:
+                    session._check_alive()
+                    # Our waiter may still sit in the queue (or hold a grant we never saw).
+                    self._withdraw(call.request_id)
+                assert f.error is not None
+                raise f.error from e
+            return call.on_response(resp), False
+
+    def _wait_for(self, fut: grpc.Future, give_up_at: float | None) -> str:
+        """Wait for the RPC to finish, the session to end, or the caller's deadline (+ grace).
+
+        Returns "done" (read the future), "timed_out" (cancelled at the deadline: the server
+        drops the waiter) or "session_ended" (cancelled because the session is LOST/EXPIRED).
+        """
+        session = self._session
+        clock = session._client._clock
+        wake = threading.Event()
+        fut.add_done_callback(lambda _f: wake.set())
+        session._add_waker(wake)  # set by the session when it ends
+        try:
+            while True:
+                if fut.done():
+                    return "done"
+                if session.state.terminal:  # checks the lease against the clock
+                    return "session_ended" if fut.cancel() else "done"
+                step = 0.1
+                if give_up_at is not None:
+                    left = give_up_at - clock.monotonic()
+                    if left <= 0:
+                        return "timed_out" if fut.cancel() else "done"
+                    step = min(step, left)
+                wake.wait(step)
+                wake.clear()  # safe: fut.done() and the session are re-checked at the top
+        finally:
+            session._remove_waker(wake)
+
+    # ------------------------------------------------------------------ release
+
+    def release(self) -> None:
+        """Give the lock back (Release with the grant's token; retried with one request_id).
+
+        Raises RuntimeError if this handle does not hold the lock. The handle is released
+        locally first, whatever happens on the wire. If the session was LOST, the Release is a
+        single best-effort try and its failures (SESSION_NOT_FOUND, NOT_HOLDER: the cluster may
+        already have expired the session) are swallowed; for an EXPIRED/CLOSED session nothing
+        is sent. Otherwise ClusterUnavailableError means the lock may stay held on the server
+        until the session is closed or expires.
+        """
+        with self._mu:
+            if self._token is None:
+                raise RuntimeError(f"release of unlocked lock {self.name!r}")
+            token, self._token = self._token, None
+            was_lost = self.lost.is_set()
+        session = self._session
+        session._unregister_lock(self)
+        mode = rq.release_mode(session._driver.state_of(session.id), was_lost=was_lost,
+                               session_closed=session._closed)
+        if mode is ReleaseMode.SKIP:
+            return
+        if mode is ReleaseMode.BEST_EFFORT:
+            self._best_effort_release(token)
+            return
+        req = rq.release_request(session.id, self.name, token)
+        try:
+            session._client._unary("Lock", "Release", req)
+        except SessionExpiredError:
+            # The session is gone, so is the lock: nothing left to release.
+            session._mark_expired()
+        except NotHolderError as e:
+            if rq.not_holder_is_benign(e, lost=self.lost.is_set()):
+                # A retry after an ambiguous failure: the first attempt released it.
+                log.debug("release_not_holder_ignored lock=%s token=%d", self.name, token)
+                return
+            raise
+        log.debug("lock_released lock=%s token=%d", self.name, token)
+
+    def _withdraw(self, request_id: str) -> None:
+        """Best effort: take back whatever the Acquire `request_id` left (waiter or grant)."""
+        if not rq.HAS_WITHDRAW:
+            return
+        session = self._session
+        req = rq.withdraw_request(session.id, self.name, request_id)
+        try:
+            session._client._unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
+        except (LockdError, RuntimeError) as e:
+            log.debug("acquire_withdraw_failed lock=%s request_id=%s error=%s", self.name,
+                      request_id, e)
+
+    def _best_effort_release(self, token: int) -> None:
+        session = self._session
+        req = rq.release_request(session.id, self.name, token)
+        try:
+            session._client._unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
+        except (LockdError, RuntimeError) as e:
+            log.debug("release_best_effort_failed lock=%s token=%d error=%s", self.name, token, e)
+
+    # ------------------------------------------------------------------ context managers
+
+    def __enter__(self) -> "Lock":
+        self._acquire_or_raise(self.timeout)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _acquire_or_raise(self, timeout: float | None) -> None:
+        if not self.acquire(timeout=-1 if timeout is None else timeout):
+            raise LockTimeout(f"lock {self.name!r} not acquired within {timeout} s",
+                              reason="WAIT_TIMEOUT")
+
+    def hold(self, *, timeout: float | None | object = _DEFAULT) -> "_Hold":
+        """A context manager that acquires within `timeout` (default: the handle's) or raises
+        LockTimeout, and releases on exit: `with lock.hold(timeout=2): ...`."""
+        return _Hold(self, self.timeout if timeout is _DEFAULT else timeout)  # type: ignore[arg-type]
+
+
+class _Hold:
+    """`Lock.hold()`: acquire-or-LockTimeout on enter, release on exit."""
+
+    def __init__(self, lock: Lock, timeout: float | None) -> None:
+        self._lock = lock
+        self._timeout = timeout
+
+    def __enter__(self) -> Lock:
+        self._lock._acquire_or_raise(self._timeout)
+        return self._lock
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+class RWLock:
+    """A readers-writer lock on one name: many SHARED holders or one EXCLUSIVE holder.
+
+    `read()` and `write()` return a NEW handle on each call (handles are not shared between
+    threads); writers are not starved: a shared request queues behind a waiting writer.
+    """
+
+    def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
+                 value: bytes | str = b"") -> None:
+        self._session = session
+        self.name = name
+        self.timeout = timeout
+        self.value = rq.as_bytes(value)
+
+    def read(self, *, timeout: float | None | object = _DEFAULT,
+             value: bytes | str | None = None) -> Lock:
+        """A SHARED handle on the lock."""
+        return Lock(self._session, self.name,
+                    timeout=self.timeout if timeout is _DEFAULT else timeout,  # type: ignore[arg-type]
+                    value=self.value if value is None else value, shared=True)
+
+    def write(self, *, timeout: float | None | object = _DEFAULT,
+              value: bytes | str | None = None) -> Lock:
+        """An EXCLUSIVE handle on the lock."""
+        return Lock(self._session, self.name,
+                    timeout=self.timeout if timeout is _DEFAULT else timeout,  # type: ignore[arg-type]
+                    value=self.value if value is None else value, shared=False)
+
+    def __iter__(self) -> Iterator[Lock]:
+        raise TypeError("use rwlock.read() or rwlock.write()")

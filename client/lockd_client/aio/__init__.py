@@ -1,0 +1,73 @@
+"""lockd_client.aio: the asyncio client of lockd -- the sync client's shapes, awaited.
+
+    import lockd_client.aio as lockd
+    async with lockd.connect("127.0.0.1:7001,127.0.0.1:7002") as c, c.session(ttl=10) as s:
+        async with s.lock("jobs/nightly", timeout=5) as lock:      # raises LockTimeout
+            await store.write(data, fencing_token=lock.token)
+        lock = s.lock("x")
+        if await lock.acquire(timeout=2):                          # True / False
+            await lock.release()
+        async with s.rwlock("cfg").read(): ...
+        async with s.semaphore("pool", 4): ...
+
+Built on grpc.aio; one keepalive task and one KeepAlive stream per client. Requests,
+routing (leader discovery, NOT_LEADER redirects), retries with the same request id and
+jittered backoff, and error mapping are the sync client's own code (`lockd_client._requests`,
+`lockd_client._errors`), as is the pure keepalive/lease state machine (`_keepalive`), so both
+clients behave alike; the exceptions and `SessionState` are the same classes. Cancelling a task
+that awaits `acquire()` cancels the request and withdraws whatever it left on the server.
+
+Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib logger
+"lockd.client" and configures nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from .._client import ClientState
+from .._errors import (
+    AlreadyHeldError,
+    ClusterUnavailableError,
+    InvalidRequestError,
+    LockdError,
+    LockTimeout,
+    ModeConflictError,
+    NotHolderError,
+    ResourceExhaustedError,
+    SessionExpiredError,
+)
+from .._keepalive import SessionState
+from ._client import LockdClient
+from ._lock import Lock, RWLock
+from ._session import Session
+
+__all__ = [
+    "connect",
+    "LockdClient",
+    "ClientState",
+    "Session",
+    "SessionState",
+    "Lock",
+    "RWLock",
+    "LockdError",
+    "InvalidRequestError",
+    "SessionExpiredError",
+    "NotHolderError",
+    "AlreadyHeldError",
+    "ModeConflictError",
+    "LockTimeout",
+    "ClusterUnavailableError",
+    "ResourceExhaustedError",
+]
+
+
+def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0) -> LockdClient:
+    """An asyncio client of a lockd cluster (lazy: nothing is dialled until the first call).
+
+    `endpoints` is "host:port,host:port" or a list of "host:port"; None reads the environment
+    variable LOCKD_ENDPOINTS (ValueError if neither is set). `timeout` (seconds) bounds every
+    call that does not wait for a lock, retries included. Use `async with` or `await close()`;
+    the client belongs to the event loop it is first used in.
+    """
+    return LockdClient(endpoints, timeout=timeout)

@@ -1,0 +1,716 @@
+"""The `lockd` command line: serve, up, status, locks, lock.
+
+Parses flags (each also a LOCKD_* variable), turns expected failures into one-line messages and
+documented exit codes, and renders tables (rich) or JSON. No business rules: nodes come from
+`lockd.server.run_node`, local clusters from `lockd_cluster`, everything else from the
+`lockd_client` library. Heavy imports (grpc, the server, the client) happen inside commands so
+that `lockd --help` stays fast.
+"""
+
+import os
+
+# pysyncobj forks to snapshot: gRPC's fork support must be off before grpc is first imported.
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"
+
+import contextlib  # noqa: E402
+import getpass  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Iterator, NoReturn  # noqa: E402
+
+import click  # noqa: E402
+
+from lockd import __version__  # noqa: E402
+from lockd.config import (  # noqa: E402
+    DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS, ConfigError, NodeConfig, split_hostport)
+
+# ---------------------------------------------------------------- exit codes (docs/cli.md)
+EXIT_OK = 0
+EXIT_ERROR = 1            # any other error
+EXIT_USAGE = 2            # bad flag, bad configuration
+EXIT_UNAVAILABLE = 3      # no node (or no leader) answered in time
+EXIT_WAIT_TIMEOUT = 4     # `lock --wait` ran out before the grant
+EXIT_SESSION_LOST = 5     # `lock`: the session was lost while CMD ran (CMD was terminated)
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+EXIT_SIGNAL_BASE = 128    # 128+N: stopped by signal N (130 = Ctrl-C)
+
+DEFAULT_ENDPOINTS = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+DEFAULT_DATA_DIR = "./lockd-data"
+
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    other error
+  2    usage or configuration error (bad flag, bad LOCKD_* variable)
+  3    cluster unavailable (no node or leader answered in time)
+  4    lock: --wait ran out before the lock was granted
+  5    lock: the session was lost (while CMD ran: CMD got SIGTERM, then SIGKILL)
+  N    lock: CMD's own exit status (128+S if CMD died of signal S)
+  126  lock: CMD is not executable;  127: CMD not found
+  130  lock: interrupted by Ctrl-C while no CMD ran (128+S for signal S)
+
+Every option can also be set with the LOCKD_* variable shown beside it.
+See docs/cli.md for more.
+"""
+
+SHORT_EPILOG = """\b
+Exit codes: 0 success, 1 other error, 2 usage or configuration error,
+3 cluster unavailable. See `lockd --help` and docs/cli.md.
+"""
+
+
+class CliError(click.ClickException):
+    """An expected failure: printed as `lockd: error: MESSAGE`, exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"lockd: error: {self.format_message()}", err=True, file=file)
+
+
+@dataclass
+class Globals:
+    """Options of the `lockd` group, shared by the client commands."""
+
+    endpoints: str
+    timeout: float
+
+
+def _warn(message: str) -> None:
+    click.echo(f"lockd: {message}", err=True)
+
+
+def _print_table(columns: list[str], rows: list[list[Any]], *, title: str | None = None,
+                 right: tuple[str, ...] = ()) -> None:
+    """A rich table on stdout. Cells are plain text, never markup: names and values are data.
+
+    Wide when stdout is not a terminal, so that piped tables are not cut.
+    """
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title else None, title_justify="left")
+    for col in columns:
+        table.add_column(Text(col), justify="right" if col in right else "left")
+    for row in rows:
+        table.add_row(*(Text(str(cell)) for cell in row))
+    Console(width=None if sys.stdout.isatty() else 160, highlight=False).print(table)
+
+
+_ENDPOINTS_HELP = "gRPC addresses of the cluster's nodes (any subset; the leader is found)."
+
+
+def _endpoints_option():
+    """--endpoints after a subcommand; it wins over the group's (which reads LOCKD_ENDPOINTS)."""
+    return click.option("--endpoints", default=None, metavar="HOST:PORT,...",
+                        help=_ENDPOINTS_HELP + " Default: lockd --endpoints / LOCKD_ENDPOINTS.")
+
+
+# ---------------------------------------------------------------- the group
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
+                                              "max_content_width": 100})
+@click.option("--endpoints", envvar="LOCKD_ENDPOINTS", show_envvar=True,
+              default=DEFAULT_ENDPOINTS, show_default=True, metavar="HOST:PORT,...",
+              help=_ENDPOINTS_HELP)
+@click.option("--timeout", envvar="LOCKD_TIMEOUT", show_envvar=True, type=click.FloatRange(min=0.1),
+              default=5.0, show_default=True, metavar="SECONDS",
+              help="How long client commands try before reporting the cluster unavailable.")
+@click.option("--verbose", "-v", count=True,
+              help="Show the client library's log on stderr (-v info, -vv debug).")
+@click.version_option(__version__, prog_name="lockd")
+@click.pass_context
+def cli(ctx: click.Context, endpoints: str, timeout: float, verbose: int) -> None:
+    """lockd: a Raft-replicated lock service (a Chubby in miniature).
+
+    \b
+    Start a local 3-node cluster:   lockd up
+    Run a command under a lock:     lockd lock jobs/nightly -- ./nightly.sh
+    Look at the cluster:            lockd status; lockd locks
+    """
+    ctx.obj = Globals(endpoints=endpoints, timeout=timeout)
+    if ctx.invoked_subcommand in ("serve", "up"):
+        return   # a node configures its own logging; `up` leaves it to the nodes
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                            stream=sys.stderr, format="lockd: %(name)s: %(message)s")
+    else:
+        # The CLI reports what matters itself; without a handler, Python would print the
+        # client's warnings (e.g. session_state_changed) through its last-resort handler.
+        logging.getLogger("lockd.client").addHandler(logging.NullHandler())
+
+
+def _globals(ctx: click.Context, endpoints: str | None) -> Globals:
+    """The group's settings, with a subcommand's own --endpoints winning."""
+    g = ctx.find_object(Globals)
+    parsed = [e.strip() for e in (endpoints or g.endpoints).split(",") if e.strip()]
+    if not parsed:
+        raise click.BadParameter("no address given", param_hint="'--endpoints'")
+    try:
+        for e in parsed:
+            split_hostport(e, "--endpoints")
+    except ConfigError as e:
+        raise click.BadParameter(str(e).removeprefix("--endpoints: "),
+                                 param_hint="'--endpoints'") from None
+    return Globals(endpoints=",".join(parsed), timeout=g.timeout)
+
+
+# ---------------------------------------------------------------- serve
+
+def _read_password_file(path: str) -> str:
+    """The cluster password: the file's content without surrounding whitespace."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            password = f.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CliError(f"--raft-password-file: cannot read {path}: "
+                       f"{getattr(e, 'strerror', None) or e}", EXIT_USAGE) from None
+    if not password:
+        raise CliError(f"--raft-password-file: {path} is empty", EXIT_USAGE)
+    return password
+
+
+def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: str, dev: bool,
+                 raft_password_file: str | None, default_ttl: float, log_format: str,
+                 log_level: str, grpc_advertise_address: str = "") -> NodeConfig:
+    """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid."""
+    password = _read_password_file(raft_password_file) if raft_password_file else None
+    try:
+        return NodeConfig(
+            raft_address=raft_address.strip(),
+            grpc_address=grpc_address.strip(),
+            grpc_advertise_address=(grpc_advertise_address or "").strip(),
+            peers=tuple(p.strip() for p in peers.split(",") if p.strip()),
+            data_dir=data_dir,
+            dev=dev,
+            raft_password=password,
+            default_ttl_ms=round(default_ttl * 1000),
+            log_format=log_format,
+            log_level=log_level.lower(),
+        ).validate()
+    except ConfigError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
+
+
+@cli.command(epilog=SHORT_EPILOG)
+@click.option("--raft-address", envvar="LOCKD_RAFT_ADDRESS", show_envvar=True,
+              default="127.0.0.1:7101", show_default=True, metavar="HOST:PORT",
+              help="This node's Raft address; it is also the member id. Keep it private.")
+@click.option("--grpc-address", envvar="LOCKD_GRPC_ADDRESS", show_envvar=True,
+              default="127.0.0.1:7001", show_default=True, metavar="HOST:PORT",
+              help="Address the client API (gRPC) listens on.")
+@click.option("--grpc-advertise-address", envvar="LOCKD_GRPC_ADVERTISE_ADDRESS", show_envvar=True,
+              default="", metavar="HOST:PORT",
+              help="Address clients and other nodes are told to dial for this node (behind NAT "
+                   "or port mapping); default: --grpc-address.")
+@click.option("--peers", envvar="LOCKD_PEERS", show_envvar=True, default="",
+              metavar="HOST:PORT,...", help="Raft addresses of the other members.")
+@click.option("--data-dir", envvar="LOCKD_DATA_DIR", show_envvar=True, default=DEFAULT_DATA_DIR,
+              show_default=True, type=click.Path(file_okay=False),
+              help="Where this node keeps its Raft journal and snapshot.")
+@click.option("--dev", is_flag=True, envvar="LOCKD_DEV", show_envvar=True,
+              help="Development mode: Raft on loopback without a password.")
+@click.option("--raft-password-file", envvar="LOCKD_RAFT_PASSWORD_FILE", show_envvar=True,
+              metavar="FILE", help="File holding the cluster password that encrypts Raft "
+                                   "traffic (required without --dev).")
+@click.option("--default-ttl", envvar="LOCKD_DEFAULT_TTL", show_envvar=True,
+              type=click.FloatRange(MIN_TTL_MS / 1000, MAX_TTL_MS / 1000),
+              default=DEFAULT_TTL_MS / 1000, show_default=True, metavar="SECONDS",
+              help="Session TTL for clients that ask for none.")
+@click.option("--log-format", envvar="LOCKD_LOG_FORMAT", show_envvar=True,
+              type=click.Choice(["console", "json"]), default="console", show_default=True,
+              help="Log rendering on stderr.")
+@click.option("--log-level", envvar="LOCKD_LOG_LEVEL", show_envvar=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default="info", show_default=True, help="Lowest level logged.")
+def serve(**flags: Any) -> None:
+    """Run one lockd node in the foreground until SIGTERM or Ctrl-C."""
+    config = build_config(**flags)
+    try:
+        from lockd.server import run_node
+    except ImportError as e:
+        raise CliError(f"the server is not available: {e}") from None
+    sys.exit(run_node(config))
+
+
+# ---------------------------------------------------------------- up
+
+class _Stop(Exception):
+    """SIGTERM (or a second signal) asked `lockd up` to stop."""
+
+
+@cli.command(epilog=SHORT_EPILOG)
+@click.option("--nodes", "-n", type=click.IntRange(1, 99), default=3, show_default=True,
+              help="How many nodes.")
+@click.option("--base-port", type=click.IntRange(1, 65535 - 199), default=7001,
+              show_default=True, help="gRPC ports are BASE..BASE+N-1, Raft ports BASE+100...")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=DEFAULT_DATA_DIR,
+              show_default=True, help="Parent directory: one sub-directory per node (node1, ...); "
+                                      "an existing one is reused, with its locks and sessions.")
+@click.option("--ready-timeout", type=click.FloatRange(min=1), default=30.0, show_default=True,
+              metavar="SECONDS", help="How long to wait for a ready leader.")
+def up(nodes: int, base_port: int, data_dir: str, ready_timeout: float) -> None:
+    """Run a local N-node development cluster in the foreground (Ctrl-C stops it).
+
+    Starts N `lockd serve --dev` processes on 127.0.0.1, waits for a leader and prints the
+    endpoints. Each node logs to DATA_DIR/nodeK/lockd.log.
+    """
+    from lockd_cluster import ClusterError, LocalCluster, NodeExitedError, PortInUseError
+    from lockd_cluster.procs import describe_exit
+
+    cluster = LocalCluster(nodes, data_dir, base_port=base_port, die_with_parent=True)
+
+    def on_signal(signum: int, frame: Any) -> None:
+        raise _Stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    code = EXIT_OK
+    try:
+        try:
+            cluster.start()
+            leader = cluster.wait_for_leader(timeout=ready_timeout)
+            with contextlib.suppress(ClusterError):   # only for a complete table; not required
+                leader = cluster.wait_for_members(timeout=5.0)
+        except PortInUseError as e:
+            raise CliError(f"{e}: is another lockd running? Try another --base-port") from None
+        except NodeExitedError as e:
+            raise CliError(f"a node failed to start: {e}") from None
+        except ClusterError as e:
+            raise CliError(str(e), EXIT_UNAVAILABLE) from None
+        _print_up(cluster, leader, data_dir)
+        while True:
+            time.sleep(0.5)
+            for n in cluster.exited_nodes():
+                _warn(f"{n.name} ({n.grpc_address}) exited: {describe_exit(n.returncode)}; "
+                      f"see {n.log_path}")
+            if not any(cluster.is_running(i) for i in range(len(cluster))):
+                _warn("every node has exited; stopping")
+                code = EXIT_ERROR
+                break
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)   # a second Ctrl-C must not cut the bounded stop short
+        running = sum(cluster.is_running(i) for i in range(len(cluster)))
+        if running:
+            click.echo(f"lockd: stopping {running} node(s)...", err=True)
+        cluster.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
+        if running:
+            click.echo("lockd: stopped", err=True)
+    sys.exit(code)
+
+
+def _print_up(cluster: Any, leader: int, data_dir: str) -> None:
+    _print_table(["node", "gRPC", "Raft", "pid", "role", "log"], [
+        [n.name, n.grpc_address, n.raft_address, n.pid,
+         "leader" if n.index == leader else "follower", n.log_path] for n in cluster.nodes],
+        title=f"lockd: {len(cluster)}-node dev cluster (data in {data_dir})")
+    click.echo()
+    click.echo(f"export LOCKD_ENDPOINTS={cluster.endpoints}")
+    click.echo()
+    click.echo("From another terminal (after the export above):")
+    click.echo("  lockd status")
+    click.echo("  lockd lock jobs/demo -- sleep 5")
+    click.echo("  lockd locks")
+    click.echo()
+    click.echo("Ctrl-C stops every node.")
+
+
+# ---------------------------------------------------------------- client plumbing
+
+@contextlib.contextmanager
+def _client_errors(g: Globals) -> Iterator[None]:
+    """Map the client's exceptions (and raw gRPC errors) to one-line messages and exit codes."""
+    import grpc
+    import lockd_client
+
+    try:
+        yield
+    except lockd_client.ClusterUnavailableError as e:
+        raise CliError(f"cluster unavailable at {g.endpoints}: {e.message or e}",
+                       EXIT_UNAVAILABLE) from None
+    except lockd_client.LockTimeout as e:
+        raise CliError(str(e), EXIT_WAIT_TIMEOUT) from None
+    except lockd_client.SessionExpiredError as e:
+        raise CliError(f"session lost: {e}", EXIT_SESSION_LOST) from None
+    except lockd_client.LockdError as e:
+        raise CliError(str(e)) from None
+    except grpc.RpcError as e:
+        code = e.code() if callable(getattr(e, "code", None)) else None
+        details = e.details() if callable(getattr(e, "details", None)) else str(e)
+        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            raise CliError(f"cluster unavailable at {g.endpoints}: {details}",
+                           EXIT_UNAVAILABLE) from None
+        raise CliError(f"{code.name if code else 'error'}: {details}") from None
+
+
+def _connect(g: Globals):
+    import lockd_client
+
+    return lockd_client.connect(g.endpoints, timeout=g.timeout)
+
+
+def _role_name(role: int) -> str:
+    from lockd.v1 import lockd_pb2
+
+    name = lockd_pb2.Role.Name(role) if role in lockd_pb2.Role.values() else "ROLE_UNSPECIFIED"
+    return {"ROLE_UNSPECIFIED": "unknown"}.get(name, name.removeprefix("ROLE_").lower())
+
+
+def _mode_name(mode: int) -> str:
+    from lockd.v1 import lockd_pb2
+
+    return "shared" if mode == lockd_pb2.LOCK_MODE_SHARED else "exclusive"
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", errors="backslashreplace")
+
+
+def status_to_dict(resp: Any) -> dict[str, Any]:
+    """The JSON shape of `lockd status --json` (a StatusResponse as plain data)."""
+    return {
+        "leader_id": resp.leader_id,
+        "leader_grpc_address": resp.leader_grpc_address,
+        "answered_by": resp.self_id,
+        "sessions": resp.sessions,
+        "locks": resp.locks,
+        "waiters": resp.waiters,
+        "next_token": resp.next_token,
+        "revision": resp.revision,
+        "members": [
+            {"id": m.id, "role": _role_name(m.role), "grpc_address": m.grpc_address,
+             "raft_address": m.raft_address, "term": m.term, "commit_index": m.commit_index,
+             "applied_index": m.applied_index, "lag": m.lag, "ready": m.ready,
+             "error": m.error}
+            for m in resp.members
+        ],
+    }
+
+
+def lock_to_dict(info: Any) -> dict[str, Any]:
+    """The JSON shape of one lock in `lockd locks --json` (a LockInfo as plain data)."""
+    return {
+        "name": info.name,
+        "mode": _mode_name(info.mode),
+        "permits": info.permits or 1,
+        "holders": [{"token": h.token, "mode": _mode_name(h.mode), "client_name": h.client_name,
+                     "value": _text(h.value)} for h in info.holders],
+        "waiters": [{"mode": _mode_name(w.mode), "client_name": w.client_name}
+                    for w in info.waiters],
+    }
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+# ---------------------------------------------------------------- status
+
+@cli.command(epilog=SHORT_EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_endpoints_option()
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, endpoints: str | None) -> None:
+    """Show every member (role, term, indexes, lag) and the cluster's counters."""
+    g = _globals(ctx, endpoints)
+    with _client_errors(g), _connect(g) as client:
+        resp = client.status()
+    data = status_to_dict(resp)
+    if as_json:
+        _print_json(data)
+        return
+    leader = data["leader_id"] or "none"
+    if data["leader_grpc_address"]:
+        leader += f" (gRPC {data['leader_grpc_address']})"
+    rows = []
+    for m in data["members"]:
+        role = m["role"] + (" (ready)" if m["role"] == "leader" and m["ready"] else "")
+        if m["error"]:
+            role += f": {m['error']}"
+        rows.append([m["id"], role, m["grpc_address"], m["raft_address"], m["term"],
+                     m["commit_index"], m["applied_index"], m["lag"]])
+    _print_table(["id", "role", "gRPC", "Raft", "term", "commit", "applied", "lag"], rows,
+                 right=("term", "commit", "applied", "lag"),
+                 title=f"leader: {leader}   sessions: {data['sessions']}   locks: "
+                       f"{data['locks']}   waiters: {data['waiters']}   next token: "
+                       f"{data['next_token']}")
+
+
+# ---------------------------------------------------------------- locks
+
+@cli.command(epilog=SHORT_EPILOG)
+@click.argument("prefix", default="")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_endpoints_option()
+@click.pass_context
+def locks(ctx: click.Context, prefix: str, as_json: bool, endpoints: str | None) -> None:
+    """List locks whose name starts with PREFIX: mode, holders (tokens), waiters."""
+    g = _globals(ctx, endpoints)
+    with _client_errors(g), _connect(g) as client:
+        infos = list(client.list_locks(prefix))
+    data = [lock_to_dict(i) for i in infos]
+    if as_json:
+        _print_json(data)
+        return
+    if not data:
+        click.echo(f"no locks{f' under {prefix!r}' if prefix else ''}")
+        return
+    rows = []
+    for d in data:
+        mode = d["mode"] + (f" ({d['permits']} permits)" if d["permits"] > 1 else "")
+        holders = "\n".join(
+            f"{h['token']}: {h['client_name']}" + (f" [{h['value']}]" if h["value"] else "")
+            for h in d["holders"]) or "-"
+        rows.append([d["name"], mode, holders, len(d["waiters"])])
+    _print_table(["name", "mode", "holders (token: client [value])", "waiters"], rows)
+
+
+# ---------------------------------------------------------------- lock
+
+class _Interrupted(KeyboardInterrupt):
+    """A signal arrived while no command runs (waiting, releasing); exit 128+signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def _signals(handler: Any) -> Iterator[None]:
+    old = {s: signal.signal(s, handler) for s in _FORWARDED}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _raise_interrupted(signum: int, frame: Any) -> NoReturn:
+    raise _Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _foreground(pgid: int) -> Iterator[None]:
+    """Give the terminal to CMD's process group while it runs (if we own the terminal).
+
+    CMD runs in its own process group; without this, a CMD that reads the terminal would be
+    stopped by SIGTTIN while we hold the lock.
+    """
+    try:
+        owns_terminal = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        owns_terminal = False
+    if not owns_terminal:
+        yield
+        return
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)   # tcsetpgrp from a background group
+    try:
+        os.tcsetpgrp(0, pgid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGCONT)   # in case it read the terminal before the hand-off
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.tcsetpgrp(0, os.getpgrp())
+        signal.signal(signal.SIGTTOU, old)
+
+
+def _exit_status(rc: int) -> int:
+    """Shell convention: a CMD killed by signal N gives 128+N."""
+    return rc if rc >= 0 else EXIT_SIGNAL_BASE - rc
+
+
+def _client_name() -> str:
+    """Who holds the lock, for `lockd locks`: user, host and pid (<= 128 bytes)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"lockd-lock {user}@{socket.gethostname()} pid {os.getpid()}"[:128]
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD...")
+@click.option("--ttl", envvar="LOCKD_TTL", show_envvar=True, type=click.FloatRange(1, 3600),
+              default=10.0, show_default=True, metavar="SECONDS",
+              help="Session TTL: how long after the last keepalive the lock is freed.")
+@click.option("--wait", type=click.FloatRange(0, 3600), default=None, metavar="SECONDS",
+              help="Give up after this long (exit 4); 0 tries once. Default: wait forever.")
+@click.option("--shared", is_flag=True, help="Take the lock in SHARED mode.")
+@click.option("--value", default=None, metavar="TEXT",
+              help="Text attached to the grant (<= 1 KiB), shown by `lockd locks`.")
+@click.option("--kill-grace", envvar="LOCKD_KILL_GRACE", show_envvar=True,
+              type=click.FloatRange(0, 600), default=5.0, show_default=True, metavar="SECONDS",
+              help="After the session is lost: time between SIGTERM and SIGKILL to CMD.")
+@_endpoints_option()
+@click.pass_context
+def lock(ctx: click.Context, name: str, command: tuple[str, ...], ttl: float,
+         wait: float | None, shared: bool, value: str | None, kill_grace: float,
+         endpoints: str | None) -> None:
+    """Run CMD while holding lock NAME; exit with CMD's status.
+
+    \b
+    CMD runs in its own process group with LOCKD_TOKEN (the fencing token) and LOCKD_LOCK
+    (NAME) in its environment. SIGINT, SIGTERM and SIGHUP are forwarded to that group. The
+    lock is released when CMD exits. If the session is lost (keepalives unanswered for TTL,
+    or the cluster expired it), CMD's group gets SIGTERM at once, SIGKILL after --kill-grace,
+    and lockd exits 5. If lockd itself is killed, CMD gets SIGKILL (Linux parent-death
+    signal; it covers CMD itself, so `exec` long-running programs from shell wrappers).
+
+    \b
+    Example:  lockd lock --wait 30 jobs/nightly -- ./nightly.sh --full
+    """
+    g = _globals(ctx, endpoints)
+    if value is not None and len(value.encode()) > 1024:
+        raise click.BadParameter("at most 1 KiB", param_hint="'--value'")
+    with _signals(_raise_interrupted):
+        try:
+            code = _run_locked(g, name, list(command), ttl=ttl, wait=wait, shared=shared,
+                               value=value, kill_grace=kill_grace)
+        except KeyboardInterrupt as e:   # _Interrupted, or SIGINT before our handler
+            signum = getattr(e, "signum", signal.SIGINT)
+            _warn(f"interrupted by {signal.Signals(signum).name}")
+            code = EXIT_SIGNAL_BASE + signum
+    sys.exit(code)
+
+
+def _run_locked(g: Globals, name: str, command: list[str], *, ttl: float, wait: float | None,
+                shared: bool, value: str | None, kill_grace: float) -> int:
+    """Open a session, take the lock, run CMD under it; returns lockd's exit status."""
+    import lockd_client
+
+    lost = threading.Event()          # the session is LOST or EXPIRED
+    wake = threading.Event()          # something for the main loop to look at
+    suspended = threading.Event()
+
+    def on_state(state: lockd_client.SessionState) -> None:  # client thread: must not block
+        if state in (lockd_client.SessionState.LOST, lockd_client.SessionState.EXPIRED):
+            lost.set()
+        elif state is lockd_client.SessionState.SUSPENDED:
+            suspended.set()
+        else:
+            suspended.clear()
+        wake.set()
+
+    with _client_errors(g), _connect(g) as client:
+        session = client.session(ttl=ttl, name=_client_name())
+        try:
+            session.add_listener(on_state)
+            lk = session.lock(name, shared=shared, value=value or b"")
+            if not lk.acquire(blocking=True, timeout=-1 if wait is None else wait):
+                raise CliError(f"timed out after {wait:g}s waiting for lock {name!r}",
+                               EXIT_WAIT_TIMEOUT)
+            if lost.is_set():
+                raise CliError(f"session lost right after {name!r} was granted",
+                               EXIT_SESSION_LOST)
+            code = _supervise(lk, name, command, lost, wake, suspended, kill_grace)
+            if code != EXIT_SESSION_LOST:
+                try:
+                    lk.release()
+                except lockd_client.LockdError as e:
+                    _warn(f"warning: could not release {name!r}: {e}")
+            return code
+        finally:
+            with contextlib.suppress(Exception):
+                session.close()
+
+
+def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
+               wake: threading.Event, suspended: threading.Event, kill_grace: float) -> int:
+    """Start CMD holding `lk`, forward signals, watch the session; returns the exit status."""
+    from lockd_cluster.procs import die_with_parent, group_alive, signal_group
+
+    pgid: int | None = None
+    pending: list[int] = []      # signals that came before CMD's process group existed
+
+    def forward(signum: int, frame: Any) -> None:
+        if pgid is None:
+            pending.append(signum)
+        else:
+            signal_group(pgid, signum)
+
+    # Forwarding is installed before CMD starts: a signal in between must not be lost, nor
+    # kill lockd (which would leave CMD to PR_SET_PDEATHSIG alone).
+    with _signals(forward):
+        if pending:
+            _warn(f"interrupted ({signal.Signals(pending[0]).name}) before the command started")
+            return EXIT_SIGNAL_BASE + pending[0]
+        env = dict(os.environ, LOCKD_TOKEN=str(lk.token), LOCKD_LOCK=name)
+        try:
+            proc = subprocess.Popen(command, env=env, process_group=0,
+                                    preexec_fn=die_with_parent(signal.SIGKILL))
+        except FileNotFoundError:
+            _warn(f"error: command not found: {command[0]}")
+            return EXIT_NOT_FOUND
+        except PermissionError:
+            _warn(f"error: command not executable: {command[0]}")
+            return EXIT_NOT_EXECUTABLE
+        except OSError as e:
+            _warn(f"error: cannot run {command[0]}: {e.strerror or e}")
+            return EXIT_NOT_EXECUTABLE
+        pgid = proc.pid
+        for signum in pending:
+            signal_group(pgid, signum)
+        done = threading.Event()
+
+        def reap() -> None:
+            proc.wait()
+            done.set()
+            wake.set()
+
+        threading.Thread(target=reap, name="lockd-lock-reaper", daemon=True).start()
+
+        warned = False
+        with _foreground(pgid):
+            while not done.is_set():
+                wake.wait(0.5)
+                wake.clear()
+                if lost.is_set() and not done.is_set():
+                    break
+                if suspended.is_set() and not warned:
+                    _warn(f"warning: keepalives overdue; {name!r} may be lost soon")
+                    warned = True
+                elif not suspended.is_set():
+                    warned = False
+        if done.is_set():
+            return _exit_status(proc.returncode)
+
+        # Session lost while CMD runs. The client reports LOST before the cluster can expire
+        # the session and grant the lock to someone else: stop CMD now.
+        _warn(f"session lost while holding {name!r}: sending SIGTERM to the command "
+              f"(SIGKILL in {kill_grace:g}s)")
+        signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + kill_grace
+        done.wait(kill_grace)
+        while group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if signal_group(pgid, signal.SIGKILL):
+            _warn("sent SIGKILL to the command's process group")
+        done.wait(5.0)
+        return EXIT_SESSION_LOST
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point (`lockd`)."""
+    cli.main(args=argv, prog_name="lockd")

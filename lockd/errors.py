@@ -1,0 +1,93 @@
+"""The one ErrorCode -> (gRPC status, reason) table of the server, and abort().
+
+Every error a client can see leaves the server through this module: a gRPC status code, a
+human message, and a google.rpc.ErrorInfo whose `reason` (the ErrorCode name) is the stable
+contract. It must not hold business rules.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "lockd"
+
+
+class ErrorCode(enum.Enum):
+    """Every error outcome of lockd. The name is the wire `reason`."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    NOT_HOLDER = "NOT_HOLDER"
+    ALREADY_HELD = "ALREADY_HELD"
+    ALREADY_WAITING = "ALREADY_WAITING"
+    MODE_CONFLICT = "MODE_CONFLICT"
+    WAIT_TIMEOUT = "WAIT_TIMEOUT"
+    CANCELLED = "CANCELLED"
+    NOT_LEADER = "NOT_LEADER"
+    UNAVAILABLE = "UNAVAILABLE"
+    OVERLOADED = "OVERLOADED"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    STALE_EPOCH = "STALE_EPOCH"
+    REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    INTERNAL = "INTERNAL"
+
+
+_TABLE: dict[ErrorCode, grpc.StatusCode] = {
+    ErrorCode.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.SESSION_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.NOT_HOLDER: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.ALREADY_HELD: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.ALREADY_WAITING: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.MODE_CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.WAIT_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorCode.CANCELLED: grpc.StatusCode.CANCELLED,
+    ErrorCode.NOT_LEADER: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.LIMIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.STALE_EPOCH: grpc.StatusCode.ABORTED,
+    ErrorCode.REQUEST_ID_REUSED: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+
+def grpc_code(code: ErrorCode) -> grpc.StatusCode:
+    """The gRPC status code for an ErrorCode."""
+    return _TABLE[code]
+
+
+@dataclass
+class LockdAbort(Exception):
+    """Raised by handlers to end an RPC with an ErrorCode; the interceptor turns it into a status."""
+
+    code: ErrorCode
+    message: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.message}"
+
+
+def to_status(code: ErrorCode, message: str, metadata: dict[str, str] | None = None) -> grpc.Status:
+    """Build the rich gRPC status (code, message, ErrorInfo) for an ErrorCode."""
+    info = error_details_pb2.ErrorInfo(reason=code.name, domain=DOMAIN, metadata=metadata or {})
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=_TABLE[code].value[0], message=message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+def invalid(field_name: str, why: str) -> LockdAbort:
+    """An INVALID_ARGUMENT naming the offending field."""
+    return LockdAbort(ErrorCode.INVALID_ARGUMENT, f"{field_name}: {why}", {"field": field_name})
+
+
+async def abort(context: grpc.aio.ServicerContext, err: LockdAbort) -> None:
+    """End the RPC with the rich status for `err` (never returns)."""
+    await context.abort_with_status(to_status(err.code, err.message, err.metadata))

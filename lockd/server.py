@@ -1,0 +1,263 @@
+"""Wiring and lifecycle of one node: the only place objects are assembled.
+
+`run_node(config)` runs a node in the foreground until SIGTERM/SIGINT. `LockdNode` is the
+assembled node (Raft adapter, session tracker, waiters, gRPC servicers, reaper) and can
+also be started inside a test's event loop.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"   # before the first `import grpc` (notes §10.1)
+
+import asyncio  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+import grpc  # noqa: E402
+import structlog  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_health.v1._async import HealthServicer  # noqa: E402
+from grpc_reflection.v1alpha import reflection  # noqa: E402
+
+from . import commands as C  # noqa: E402
+from .clock import Clock, SystemClock  # noqa: E402
+from .config import NodeConfig  # noqa: E402
+from .errors import ErrorCode, LockdAbort  # noqa: E402
+from .logconfig import configure_logging, short_id  # noqa: E402
+from .replication import ReplicatedNode  # noqa: E402
+from .service import ClusterService, LockService  # noqa: E402
+from .sessions import SessionTracker  # noqa: E402
+from .v1 import lockd_pb2, lockd_pb2_grpc  # noqa: E402
+from .waiters import Waiters  # noqa: E402
+
+log = structlog.get_logger(component="server")
+
+
+class LockdNode:
+    """One lockd node: Raft member + gRPC server + leader-only session machinery."""
+
+    def __init__(self, config: NodeConfig, clock: Clock | None = None):
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.tracker = SessionTracker()
+        self.waiters = Waiters()
+        self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self.ready_epoch = 0           # term whose BeginEpoch applied while we led
+        self.keepalives = 0
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start Raft and the gRPC server (must run on the thread that will own the loop)."""
+        self.loop = asyncio.get_running_loop()
+        self.raft.start()
+        self.server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ])
+        lockd_pb2_grpc.add_LockServicer_to_server(LockService(self), self.server)
+        lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
+        self.health = HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = (lockd_pb2.DESCRIPTOR.services_by_name["Lock"].full_name,
+                 lockd_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
+                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, self.server)
+        try:
+            self.grpc_port = self.server.add_insecure_port(self.config.grpc_address)
+        except RuntimeError as e:
+            raise OSError(f"--grpc-address: cannot listen on {self.config.grpc_address}: {e}") from e
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._tasks.append(asyncio.create_task(self._reaper_loop()))
+        self._tasks.append(asyncio.create_task(self._member_info_loop()))
+        log.info("node_started", node=self.config.raft_address, grpc=self.config.grpc_address,
+                 grpc_port=self.grpc_port)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop serving, then stop Raft."""
+        self._stopping = True
+        for t in self._tasks:
+            t.cancel()
+        self.waiters.fail_all()
+        if self.server is not None:
+            await self.server.stop(grace)
+        await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
+        log.info("node_stopped", node=self.config.raft_address)
+
+    # ------------------------------------------------------------ readiness
+
+    def is_ready_leader(self) -> bool:
+        return (self.ready_epoch != 0 and self.tracker.active and self.raft.is_leader()
+                and self.ready_epoch == self.raft.term())
+
+    def not_leader_error(self) -> LockdAbort:
+        leader = self.raft.leader_id()
+        if leader == self.config.raft_address or self.raft.is_leader():
+            return LockdAbort(ErrorCode.UNAVAILABLE, "leader not ready yet (starting its epoch)",
+                              {"leader": self.config.advertised_grpc})
+        addr = self.raft.read(lambda f: f.members.get(leader, "")) if leader else ""
+        return LockdAbort(ErrorCode.NOT_LEADER, "not the leader" + (f"; leader is {addr}" if addr else ""),
+                          {"leader": addr})
+
+    def require_ready(self) -> None:
+        if not self.is_ready_leader():
+            raise self.not_leader_error()
+
+    def require_ack_allowed(self) -> None:
+        """Acknowledge keepalives only as a ready leader that heard from a majority recently."""
+        self.require_ready()
+        age = self.raft.majority_contact_age()
+        if age >= self.config.leader_fallback_timeout_s:
+            raise LockdAbort(ErrorCode.UNAVAILABLE,
+                             "leader lost contact with the majority; not acknowledging keepalives")
+
+    def cluster_members(self) -> list[str]:
+        so = self.raft._syncobj
+        if so is None:
+            return [self.config.raft_address]
+        others = [str(n.id) if hasattr(n, "id") else str(n) for n in so.otherNodes]
+        return [self.config.raft_address, *others]
+
+    # ------------------------------------------------------------ events (tick thread)
+
+    def _on_events(self, events: list) -> None:
+        """Runs on pysyncobj's tick thread: update the tracker, hand waits to the loop."""
+        now = self.clock.monotonic()
+        wake = False
+        for ev in events:
+            if isinstance(ev, C.SessionOpened):
+                self.tracker.add(ev.session_id, ev.ttl_ms, now)
+            elif isinstance(ev, C.SessionClosed):
+                self.tracker.remove(ev.session_id)
+                if ev.cause == "expired":
+                    log.info("session_expired", session_id=short_id(ev.session_id))
+            elif isinstance(ev, (C.LockGranted, C.WaitEnded)):
+                wake = True
+        if wake and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.waiters.dispatch, events)
+
+    def _on_leadership(self, leader: bool, term: int) -> None:
+        """Runs on the tick thread: hand off to the loop."""
+        if self.loop is None or self.loop.is_closed():
+            return
+        if leader:
+            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._promote(term)))
+        else:
+            self.loop.call_soon_threadsafe(self._demote)
+
+    async def _promote(self, term: int) -> None:
+        log.info("leader_elected", node=self.config.raft_address, term=term)
+        for attempt in range(50):
+            if not self.raft.is_leader() or self.raft.term() != term or self._stopping:
+                return
+            r = await asyncio.wrap_future(self.raft.propose(self.raft.begin_epoch_cmd(term)))
+            if r.code is None:
+                break
+            if r.code == "STALE_EPOCH":
+                log.warning("stale_epoch", epoch=term)
+                return
+            await asyncio.sleep(0.05)
+        else:
+            return
+        if not self.raft.is_leader() or self.raft.term() != term:
+            return
+        now = self.clock.monotonic()
+        with self.raft.state_lock:
+            sessions = self.raft.session_silences(time.monotonic())
+            self.tracker.promote(now, sessions, self.config.grace_s)
+            self.ready_epoch = term
+        log.info("leader_ready", node=self.config.raft_address, epoch=term, sessions=len(sessions),
+                 grace_s=self.config.grace_s,
+                 max_silence_ms=max((s[2] for s in sessions), default=0))
+
+    def _demote(self) -> None:
+        if self.ready_epoch or self.tracker.active:
+            log.info("leader_lost", node=self.config.raft_address, epoch=self.ready_epoch)
+        self.ready_epoch = 0
+        self.tracker.demote()
+        self.waiters.fail_all()
+
+    # ------------------------------------------------------------ loops
+
+    async def _reaper_loop(self) -> None:
+        """Propose ExpireSession for overdue sessions and checkpoint long silences."""
+        period = self.config.reaper_period_s
+        next_ckpt = 0.0
+        while True:
+            await asyncio.sleep(period)
+            if not self.is_ready_leader():
+                # a pysyncobj step-down we did not hear about yet, or not leader at all
+                if self.tracker.active and not self.raft.is_leader():
+                    self._demote()
+                continue
+            now = self.clock.monotonic()
+            epoch = self.ready_epoch
+            for sid in self.tracker.due(now):
+                asyncio.ensure_future(self._expire(sid, epoch))
+            if now >= next_ckpt:
+                next_ckpt = now + self.config.checkpoint_period_s
+                silences = self.tracker.silences(now)
+                if silences:
+                    asyncio.ensure_future(self._checkpoint(epoch, silences))
+
+    async def _expire(self, sid: str, epoch: int) -> None:
+        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch)))
+        if r.code in (None, "SESSION_NOT_FOUND"):
+            self.tracker.remove(sid)
+            if r.code is None:
+                log.info("session_reaped", session_id=short_id(sid), epoch=epoch,
+                         released=len((r.value or {}).get("released", [])))
+        elif r.code == "STALE_EPOCH":
+            log.warning("stale_epoch", epoch=epoch, session_id=short_id(sid))
+        else:
+            self.tracker.expiry_failed(sid)
+
+    async def _checkpoint(self, epoch: int, silences: list) -> None:
+        r = await asyncio.wrap_future(self.raft.propose(C.CheckpointSessions(epoch, tuple(silences))))
+        if r.code is not None:
+            log.debug("checkpoint_failed", code=r.code)
+
+    async def _member_info_loop(self) -> None:
+        """Publish this node's gRPC address in the replicated state (so others can name it)."""
+        while True:
+            await asyncio.sleep(0.5)
+            if not self.raft.is_ready() or self.raft.leader_id() is None:
+                continue
+            known = self.raft.read(lambda f: f.members.get(self.config.raft_address))
+            if known == self.config.advertised_grpc:
+                await asyncio.sleep(5.0)
+                continue
+            await asyncio.wrap_future(self.raft.propose(self.raft.member_info_cmd()))
+
+
+def run_node(config: NodeConfig) -> int:
+    """Run one node in the foreground until SIGTERM/SIGINT; return the exit code."""
+    configure_logging(config.log_format, config.log_level)
+
+    async def main() -> int:
+        node = LockdNode(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await node.start()
+        except OSError as e:
+            log.error("node_start_failed", error=str(e))
+            await node.stop(0)
+            return 1
+        await stop.wait()
+        log.info("node_stopping", node=config.raft_address)
+        await node.stop()
+        return 0
+
+    return asyncio.run(main())

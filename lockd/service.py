@@ -1,0 +1,390 @@
+"""gRPC servicers: validate → build command → propose → map the result. No business rules.
+
+Every handler is a coroutine on the node's event loop; a waiting Acquire parks a future in
+`Waiters` and holds no thread. Writes and linearizable reads are served by a *ready* leader
+(one whose BeginEpoch has applied); other nodes answer UNAVAILABLE + reason NOT_LEADER with
+the leader's gRPC address in the ErrorInfo metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+import uuid
+from typing import TYPE_CHECKING
+
+import grpc
+import structlog
+
+from . import commands as C
+from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
+from .errors import ErrorCode, LockdAbort, invalid, to_status
+from .interceptors import rpc_handler
+from .logconfig import short_id
+from .sessions import RENEW_NOT_FOUND, RENEW_OK
+from .v1 import lockd_pb2 as pb
+from .v1 import lockd_pb2_grpc as pbg
+from .waiters import ENDED, GRANTED, NOT_LEADER
+
+if TYPE_CHECKING:
+    from .server import LockdNode
+
+log = structlog.get_logger(component="service")
+
+MAX_NAME_BYTES = 256
+MAX_VALUE_BYTES = 1024
+MAX_CLIENT_NAME_BYTES = 128
+MAX_REQUEST_ID_BYTES = 64
+MAX_PERMITS = 10_000
+MAX_PAGE_SIZE = 1000
+MAX_KEEPALIVE_SESSIONS = 10_000
+
+_MODES = {pb.LOCK_MODE_UNSPECIFIED: C.EXCLUSIVE, pb.LOCK_MODE_EXCLUSIVE: C.EXCLUSIVE,
+          pb.LOCK_MODE_SHARED: C.SHARED}
+_PB_MODE = {C.EXCLUSIVE: pb.LOCK_MODE_EXCLUSIVE, C.SHARED: pb.LOCK_MODE_SHARED, 0: pb.LOCK_MODE_UNSPECIFIED}
+
+
+# ---------------------------------------------------------------- validation
+
+def validate_session_id(sid: str, field: str = "session_id") -> str:
+    if not sid:
+        raise invalid(field, "required")
+    try:
+        u = uuid.UUID(sid)
+    except ValueError:
+        raise invalid(field, "must be a UUID (128-bit random id as text)") from None
+    return str(u)
+
+
+def validate_name(name: str, field: str = "name") -> str:
+    if not name:
+        raise invalid(field, "required (1-256 bytes)")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise invalid(field, f"longer than {MAX_NAME_BYTES} bytes")
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs"):
+            raise invalid(field, "must not contain control characters")
+    return name
+
+
+def validate_prefix(prefix: str) -> str:
+    if len(prefix.encode("utf-8")) > MAX_NAME_BYTES:
+        raise invalid("prefix", f"longer than {MAX_NAME_BYTES} bytes")
+    return prefix
+
+
+def validate_request_id(rid: str) -> str:
+    if not rid:
+        raise invalid("request_id", "required (a client-chosen id, e.g. a UUID)")
+    if len(rid.encode("utf-8")) > MAX_REQUEST_ID_BYTES or not rid.isprintable():
+        raise invalid("request_id", f"must be printable and at most {MAX_REQUEST_ID_BYTES} bytes")
+    return rid
+
+
+def _wrap(fut):
+    return asyncio.wrap_future(fut)
+
+
+class LockService(pbg.LockServicer):
+    """The `lockd.v1.Lock` service."""
+
+    def __init__(self, node: "LockdNode"):
+        self.node = node
+
+    # ------------------------------------------------------------ helpers
+
+    async def _propose(self, cmd) -> C.Result:
+        return await _wrap(self.node.raft.propose(cmd))
+
+    def _check(self, r: C.Result) -> dict:
+        if r.code is None:
+            return r.value or {}
+        code = ErrorCode[r.code] if r.code in ErrorCode.__members__ else ErrorCode.INTERNAL
+        msg = {
+            ErrorCode.SESSION_NOT_FOUND: "session not found (expired or closed)",
+            ErrorCode.NOT_HOLDER: "not the holder of this lock with this token",
+            ErrorCode.ALREADY_HELD: "this session already holds the lock",
+            ErrorCode.ALREADY_WAITING: "this session already waits for the lock",
+            ErrorCode.MODE_CONFLICT: "conflicting mode or permits with the lock's holders/waiters",
+            ErrorCode.LIMIT_EXCEEDED: "limit exceeded",
+            ErrorCode.UNAVAILABLE: "cluster unavailable; retry with the same request_id",
+            ErrorCode.OVERLOADED: "leader overloaded; retry later",
+            ErrorCode.WAIT_TIMEOUT: "wait timed out",
+            ErrorCode.CANCELLED: "wait cancelled",
+        }.get(code, code.name.lower())
+        meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error")}
+        if "error" in meta:
+            msg = f"{msg} ({meta['error']})"
+        raise LockdAbort(code, msg, meta)
+
+    def _lock_info(self, view: dict | None, name: str) -> pb.LockInfo:
+        if view is None:
+            return pb.LockInfo(name=name)
+        return pb.LockInfo(
+            name=view["name"], mode=_PB_MODE[view["mode"]], permits=view["permits"],
+            holders=[pb.Holder(token=h["token"], mode=_PB_MODE[h["mode"]], value=h["value"],
+                               client_name=h["client_name"]) for h in view["holders"]],
+            waiters=[pb.Waiter(mode=_PB_MODE[w["mode"]], client_name=w["client_name"])
+                     for w in view["waiters"]])
+
+    async def _linearize(self, stale_ok: bool) -> None:
+        """Default reads wait for a barrier entry on the ready leader (shares group commit)."""
+        if stale_ok:
+            return
+        self.node.require_ready()
+        self._check(await self._propose(C.Barrier()))
+
+    # ------------------------------------------------------------ sessions
+
+    @rpc_handler
+    async def OpenSession(self, request, context):
+        sid = validate_session_id(request.session_id)
+        ttl_ms = request.ttl_ms or self.node.config.default_ttl_ms
+        if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
+            raise invalid("ttl_ms", f"must be within {MIN_TTL_MS}..{MAX_TTL_MS}")
+        if len(request.client_name.encode("utf-8")) > MAX_CLIENT_NAME_BYTES:
+            raise invalid("client_name", f"longer than {MAX_CLIENT_NAME_BYTES} bytes")
+        self.node.require_ready()
+        v = self._check(await self._propose(C.OpenSession(sid, ttl_ms, request.client_name)))
+        if v.get("created"):
+            log.info("session_opened", session_id=short_id(sid), ttl_ms=ttl_ms,
+                     client=request.client_name)
+        return pb.OpenSessionResponse(session_id=sid, ttl_ms=v["ttl_ms"], created=v["created"])
+
+    @rpc_handler
+    async def CloseSession(self, request, context):
+        sid = validate_session_id(request.session_id)
+        self.node.require_ready()
+        r = await self._propose(C.CloseSession(sid))
+        if r.code == "SESSION_NOT_FOUND":      # closing is idempotent
+            return pb.CloseSessionResponse()
+        v = self._check(r)
+        log.info("session_closed", session_id=short_id(sid), released=len(v["released"]))
+        return pb.CloseSessionResponse(released=v["released"])
+
+    async def KeepAlive(self, request_iterator, context):
+        """One stream renews many sessions; each request gets one response (same seq)."""
+        node = self.node
+        try:
+            async for req in request_iterator:
+                if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
+                    raise invalid("session_ids", f"at most {MAX_KEEPALIVE_SESSIONS} per message")
+                now = node.clock.monotonic()
+                node.require_ack_allowed()
+                leases, to_clear = [], []
+                for sid in req.session_ids:
+                    res = node.tracker.renew(sid, now)
+                    if res.status == RENEW_OK:
+                        leases.append(pb.SessionLease(session_id=sid, ttl_ms=res.ttl_ms))
+                        if res.needs_clear:
+                            to_clear.append(sid)
+                    elif res.status == RENEW_NOT_FOUND:
+                        leases.append(pb.SessionLease(session_id=sid, expired=True))
+                    else:
+                        node.require_ready()
+                if to_clear:
+                    # Renewing a session whose silence a checkpoint recorded must first commit
+                    # the renewal, or a new leader could expire it too early (docs/sessions.md).
+                    self._check(await self._propose(C.ClearSilence(tuple(to_clear))))
+                    node.tracker.cleared(to_clear)
+                    node.require_ack_allowed()
+                node.keepalives += len(req.session_ids)
+                yield pb.KeepAliveResponse(seq=req.seq, leases=leases)
+        except LockdAbort as e:
+            await context.abort_with_status(to_status(e.code, e.message, e.metadata))
+
+    @rpc_handler
+    async def GetSession(self, request, context):
+        sid = validate_session_id(request.session_id)
+        await self._linearize(request.stale_ok)
+        v = self.node.raft.read(lambda f: f.session_view(sid))
+        if v is None:
+            raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, "session not found (expired or closed)")
+        return pb.GetSessionResponse(session=pb.SessionInfo(
+            session_id=sid, ttl_ms=v["ttl_ms"], client_name=v["client_name"],
+            held=v["held"], waiting=v["waiting"]))
+
+    # ------------------------------------------------------------ locks
+
+    @rpc_handler
+    async def Acquire(self, request, context):
+        sid = validate_session_id(request.session_id)
+        name = validate_name(request.name)
+        rid = validate_request_id(request.request_id)
+        if request.mode not in _MODES:
+            raise invalid("mode", "unknown lock mode")
+        mode = _MODES[request.mode]
+        permits = request.permits or 1
+        if permits > MAX_PERMITS:
+            raise invalid("permits", f"at most {MAX_PERMITS}")
+        if mode == C.SHARED and permits != 1:
+            raise invalid("permits", "a SHARED lock cannot have permits; use EXCLUSIVE with permits")
+        if request.wait_ms > MAX_WAIT_MS:
+            raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
+        if len(request.value) > MAX_VALUE_BYTES:
+            raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+        node = self.node
+        node.require_ready()
+        wait = request.wait_ms > 0
+        fut = node.waiters.register(sid, name, rid) if wait else None
+        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
+        try:
+            v = self._check(await self._propose(C.Acquire(
+                sid, name, rid, mode, permits, wait, bytes(request.value))))
+            if v.get("granted"):
+                return self._granted(name, v["token"])
+            if not v.get("queued"):
+                return pb.AcquireResponse(granted=False, lock=self._lock_info(
+                    node.raft.read(lambda f: f.lock_view(name)), name))
+            remaining = loop_deadline - asyncio.get_running_loop().time()
+            try:
+                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
+            except asyncio.TimeoutError:
+                r = await self._propose(C.CancelWait(sid, name, rid, "timeout"))
+                v = self._check(r)            # WAIT_TIMEOUT raises here
+                return self._granted(name, v["token"])
+            if kind == GRANTED:
+                return self._granted(name, arg)
+            if kind == ENDED:
+                if arg in ("closed", "expired"):
+                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
+                if arg == "timeout":
+                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
+                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
+            raise node.not_leader_error()
+        except asyncio.CancelledError:
+            if wait:
+                asyncio.get_running_loop().create_task(self._abandon(sid, name, rid))
+            raise
+        finally:
+            if fut is not None:
+                node.waiters.unregister(sid, name, rid, fut)
+
+    def _granted(self, name: str, token: int) -> pb.AcquireResponse:
+        view = self.node.raft.read(lambda f: f.lock_view(name))
+        return pb.AcquireResponse(granted=True, token=token, lock=self._lock_info(view, name))
+
+    async def _abandon(self, sid: str, name: str, rid: str) -> None:
+        """The client went away mid-wait: remove its waiter; release a grant it never saw."""
+        try:
+            r = await self._propose(C.CancelWait(sid, name, rid, "cancelled"))
+            if r.code is None and (r.value or {}).get("granted"):
+                await self._propose(C.Release(sid, name, r.value["token"], uuid.uuid4().hex))
+        except Exception:  # noqa: BLE001
+            log.warning("abandon_failed", lock=name, session_id=short_id(sid))
+
+    @rpc_handler
+    async def Release(self, request, context):
+        sid = validate_session_id(request.session_id)
+        name = validate_name(request.name)
+        rid = validate_request_id(request.request_id)
+        if request.acquire_request_id:
+            if request.token:
+                raise invalid("acquire_request_id", "give either token or acquire_request_id, not both")
+            arid = validate_request_id(request.acquire_request_id)
+            self.node.require_ready()
+            await self._withdraw(sid, name, arid, rid)
+            return pb.ReleaseResponse()
+        if request.token == 0:
+            raise invalid("token", "required: the fencing token of the grant being released")
+        self.node.require_ready()
+        self._check(await self._propose(C.Release(sid, name, request.token, rid)))
+        return pb.ReleaseResponse()
+
+    async def _withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
+        """Remove the Acquire's waiter, or release the grant it got; OK if nothing is left."""
+        r = await self._propose(C.CancelWait(sid, name, acquire_rid, "cancelled"))
+        if r.code in ("CANCELLED", "WAIT_TIMEOUT", "NOT_HOLDER"):
+            return
+        v = self._check(r)
+        if v.get("granted"):
+            r2 = await self._propose(C.Release(sid, name, v["token"], rid))
+            if r2.code not in (None, "NOT_HOLDER"):
+                self._check(r2)
+
+    @rpc_handler
+    async def CheckToken(self, request, context):
+        name = validate_name(request.name)
+        await self._linearize(request.stale_ok)
+        tokens = self.node.raft.read(lambda f: f.holder_tokens(name))
+        return pb.CheckTokenResponse(valid=request.token in tokens, holder_tokens=tokens)
+
+    @rpc_handler
+    async def GetLock(self, request, context):
+        name = validate_name(request.name)
+        await self._linearize(request.stale_ok)
+        view, rev = self.node.raft.read(lambda f: (f.lock_view(name), f.revision))
+        return pb.GetLockResponse(exists=view is not None, lock=self._lock_info(view, name),
+                                  revision=rev)
+
+    @rpc_handler
+    async def ListLocks(self, request, context):
+        prefix = validate_prefix(request.prefix)
+        size = request.page_size or 100
+        if size > MAX_PAGE_SIZE:
+            raise invalid("page_size", f"at most {MAX_PAGE_SIZE}")
+        after = request.page_token
+        await self._linearize(request.stale_ok)
+
+        def page(f):
+            names = f.list_lock_names(prefix, after, size + 1)
+            return [f.lock_view(n) for n in names[:size]], len(names) > size, f.revision
+
+        views, more, rev = self.node.raft.read(page)
+        locks = [self._lock_info(v, v["name"]) for v in views]
+        return pb.ListLocksResponse(locks=locks,
+                                    next_page_token=locks[-1].name if more and locks else "",
+                                    revision=rev)
+
+
+_ROLES = {0: pb.ROLE_FOLLOWER, 1: pb.ROLE_CANDIDATE, 2: pb.ROLE_LEADER}
+
+
+class ClusterService(pbg.ClusterServicer):
+    """The `lockd.v1.Cluster` service (Status for now; membership comes later)."""
+
+    def __init__(self, node: "LockdNode"):
+        self.node = node
+
+    def _local(self) -> pb.Member:
+        node = self.node
+        st = node.raft.raw_status()
+        leader_commit = st.get("leader_commit_idx") or st.get("commit_idx", 0)
+        applied = st.get("last_applied", 0)
+        return pb.Member(
+            id=node.config.raft_address, raft_address=node.config.raft_address,
+            grpc_address=node.config.advertised_grpc, role=_ROLES.get(st.get("state"), pb.ROLE_UNSPECIFIED),
+            term=st.get("raft_term", 0), commit_index=st.get("commit_idx", 0),
+            applied_index=applied, lag=max(0, (leader_commit or 0) - applied),
+            ready=node.is_ready_leader())
+
+    @rpc_handler
+    async def Status(self, request, context):
+        node = self.node
+        me = self._local()
+        members_map, counts = node.raft.read(lambda f: (
+            dict(f.members), (len(f.sessions), len(f.locks), f.waiter_count(), f.next_token, f.revision)))
+        leader = node.raft.leader_id() or ""
+        members = [me]
+        if not request.local_only:
+            others = sorted(set(node.cluster_members()) - {node.config.raft_address})
+            members += await asyncio.gather(*(self._ask(o, members_map.get(o, "")) for o in others))
+        return pb.StatusResponse(
+            self_id=node.config.raft_address, leader_id=leader,
+            leader_grpc_address=members_map.get(leader, ""), members=members,
+            sessions=counts[0], locks=counts[1], waiters=counts[2], next_token=counts[3],
+            revision=counts[4])
+
+    async def _ask(self, raft_addr: str, grpc_addr: str) -> pb.Member:
+        unreachable = pb.Member(id=raft_addr, raft_address=raft_addr, grpc_address=grpc_addr,
+                                role=pb.ROLE_UNREACHABLE)
+        if not grpc_addr:
+            unreachable.error = "gRPC address not yet known"
+            return unreachable
+        try:
+            async with grpc.aio.insecure_channel(grpc_addr) as ch:
+                resp = await pbg.ClusterStub(ch).Status(pb.StatusRequest(local_only=True), timeout=1.0)
+            return resp.members[0]
+        except grpc.aio.AioRpcError as e:
+            unreachable.error = e.code().name
+            return unreachable

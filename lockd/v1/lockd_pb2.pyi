@@ -1,0 +1,308 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCK_MODE_UNSPECIFIED: _ClassVar[LockMode]
+    LOCK_MODE_EXCLUSIVE: _ClassVar[LockMode]
+    LOCK_MODE_SHARED: _ClassVar[LockMode]
+
+class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLE_UNSPECIFIED: _ClassVar[Role]
+    ROLE_FOLLOWER: _ClassVar[Role]
+    ROLE_CANDIDATE: _ClassVar[Role]
+    ROLE_LEADER: _ClassVar[Role]
+    ROLE_UNREACHABLE: _ClassVar[Role]
+LOCK_MODE_UNSPECIFIED: LockMode
+LOCK_MODE_EXCLUSIVE: LockMode
+LOCK_MODE_SHARED: LockMode
+ROLE_UNSPECIFIED: Role
+ROLE_FOLLOWER: Role
+ROLE_CANDIDATE: Role
+ROLE_LEADER: Role
+ROLE_UNREACHABLE: Role
+
+class OpenSessionRequest(_message.Message):
+    __slots__ = ("session_id", "ttl_ms", "client_name")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    ttl_ms: int
+    client_name: str
+    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., client_name: _Optional[str] = ...) -> None: ...
+
+class OpenSessionResponse(_message.Message):
+    __slots__ = ("session_id", "ttl_ms", "created")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    ttl_ms: int
+    created: bool
+    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class CloseSessionRequest(_message.Message):
+    __slots__ = ("session_id", "request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CloseSessionResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class KeepAliveRequest(_message.Message):
+    __slots__ = ("seq", "session_ids")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    SESSION_IDS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    session_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, seq: _Optional[int] = ..., session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SessionLease(_message.Message):
+    __slots__ = ("session_id", "ttl_ms", "expired")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    ttl_ms: int
+    expired: bool
+    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., expired: _Optional[bool] = ...) -> None: ...
+
+class KeepAliveResponse(_message.Message):
+    __slots__ = ("seq", "leases")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEASES_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    leases: _containers.RepeatedCompositeFieldContainer[SessionLease]
+    def __init__(self, seq: _Optional[int] = ..., leases: _Optional[_Iterable[_Union[SessionLease, _Mapping]]] = ...) -> None: ...
+
+class GetSessionRequest(_message.Message):
+    __slots__ = ("session_id", "stale_ok")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    stale_ok: bool
+    def __init__(self, session_id: _Optional[str] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("session_id", "ttl_ms", "client_name", "held", "waiting")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    ttl_ms: int
+    client_name: str
+    held: _containers.RepeatedScalarFieldContainer[str]
+    waiting: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., client_name: _Optional[str] = ..., held: _Optional[_Iterable[str]] = ..., waiting: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: SessionInfo
+    def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ...) -> None: ...
+
+class AcquireRequest(_message.Message):
+    __slots__ = ("session_id", "name", "request_id", "mode", "permits", "wait_ms", "value")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PERMITS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    request_id: str
+    mode: LockMode
+    permits: int
+    wait_ms: int
+    value: bytes
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., request_id: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., wait_ms: _Optional[int] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class AcquireResponse(_message.Message):
+    __slots__ = ("granted", "token", "lock")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    token: int
+    lock: LockInfo
+    def __init__(self, granted: _Optional[bool] = ..., token: _Optional[int] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("session_id", "name", "token", "request_id", "acquire_request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ACQUIRE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    token: int
+    request_id: str
+    acquire_request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., request_id: _Optional[str] = ..., acquire_request_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckTokenRequest(_message.Message):
+    __slots__ = ("name", "token", "stale_ok")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    stale_ok: bool
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class CheckTokenResponse(_message.Message):
+    __slots__ = ("valid", "holder_tokens")
+    VALID_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    valid: bool
+    holder_tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, valid: _Optional[bool] = ..., holder_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Holder(_message.Message):
+    __slots__ = ("token", "mode", "value", "client_name")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    token: int
+    mode: LockMode
+    value: bytes
+    client_name: str
+    def __init__(self, token: _Optional[int] = ..., mode: _Optional[_Union[LockMode, str]] = ..., value: _Optional[bytes] = ..., client_name: _Optional[str] = ...) -> None: ...
+
+class Waiter(_message.Message):
+    __slots__ = ("mode", "client_name")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    mode: LockMode
+    client_name: str
+    def __init__(self, mode: _Optional[_Union[LockMode, str]] = ..., client_name: _Optional[str] = ...) -> None: ...
+
+class LockInfo(_message.Message):
+    __slots__ = ("name", "mode", "permits", "holders", "waiters")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PERMITS_FIELD_NUMBER: _ClassVar[int]
+    HOLDERS_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mode: LockMode
+    permits: int
+    holders: _containers.RepeatedCompositeFieldContainer[Holder]
+    waiters: _containers.RepeatedCompositeFieldContainer[Waiter]
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., holders: _Optional[_Iterable[_Union[Holder, _Mapping]]] = ..., waiters: _Optional[_Iterable[_Union[Waiter, _Mapping]]] = ...) -> None: ...
+
+class GetLockRequest(_message.Message):
+    __slots__ = ("name", "stale_ok")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    stale_ok: bool
+    def __init__(self, name: _Optional[str] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class GetLockResponse(_message.Message):
+    __slots__ = ("exists", "lock", "revision")
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    lock: LockInfo
+    revision: int
+    def __init__(self, exists: _Optional[bool] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ListLocksRequest(_message.Message):
+    __slots__ = ("prefix", "page_size", "page_token", "stale_ok")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    page_size: int
+    page_token: str
+    stale_ok: bool
+    def __init__(self, prefix: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class ListLocksResponse(_message.Message):
+    __slots__ = ("locks", "next_page_token", "revision")
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    locks: _containers.RepeatedCompositeFieldContainer[LockInfo]
+    next_page_token: str
+    revision: int
+    def __init__(self, locks: _Optional[_Iterable[_Union[LockInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("id", "raft_address", "grpc_address", "role", "term", "commit_index", "applied_index", "lag", "ready", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    raft_address: str
+    grpc_address: str
+    role: Role
+    term: int
+    commit_index: int
+    applied_index: int
+    lag: int
+    ready: bool
+    error: str
+    def __init__(self, id: _Optional[str] = ..., raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ..., role: _Optional[_Union[Role, str]] = ..., term: _Optional[int] = ..., commit_index: _Optional[int] = ..., applied_index: _Optional[int] = ..., lag: _Optional[int] = ..., ready: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("local_only",)
+    LOCAL_ONLY_FIELD_NUMBER: _ClassVar[int]
+    local_only: bool
+    def __init__(self, local_only: _Optional[bool] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("self_id", "leader_id", "leader_grpc_address", "members", "sessions", "locks", "waiters", "next_token", "revision")
+    SELF_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    WAITERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    self_id: str
+    leader_id: str
+    leader_grpc_address: str
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    sessions: int
+    locks: int
+    waiters: int
+    next_token: int
+    revision: int
+    def __init__(self, self_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., sessions: _Optional[int] = ..., locks: _Optional[int] = ..., waiters: _Optional[int] = ..., next_token: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,18 @@
+"""Shared fixtures: `lockd_node` (one in-process node on loopback)."""
+
+import os
+
+os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"   # before grpc is imported anywhere
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def lockd_node(tmp_path):
+    from tests.support.node import RunningNode
+
+    n = RunningNode(str(tmp_path / "node")).start()
+    try:
+        yield n
+    finally:
+        n.stop()

@@ -1,0 +1,296 @@
+"""The chaos checkers on small hand-made histories: each check passes a correct history and
+catches the violation it is for. Also: the nemesis plan is a pure function of its seed."""
+
+from __future__ import annotations
+
+import pytest
+
+from lockd_cluster import checker
+from lockd_cluster.history import HistoryWriter, pair_ops, read_events, read_histories
+from lockd_cluster.nemesis import plan
+from lockd_cluster.store import FencedStore, StoreClient
+
+
+def ev(t, process, type_, f, **kw):
+    return {"t": t, "process": process, "type": type_, "f": f, **kw}
+
+
+def acq(p, lock, token, t0, t1, type_="ok"):
+    return [ev(t0, p, "invoke", "acquire", lock=lock),
+            ev(t1, p, type_, "acquire", lock=lock, **({"token": token} if token else {}))]
+
+
+def rel(p, lock, token, t0, t1, type_="ok"):
+    return [ev(t0, p, "invoke", "release", lock=lock, token=token),
+            ev(t1, p, type_, "release", lock=lock, token=token)]
+
+
+# ---------------------------------------------------------------- history plumbing
+
+
+def test_writer_and_reader_round_trip(tmp_path):
+    with HistoryWriter(tmp_path / "a.jsonl", "a") as w:
+        w.invoke("acquire", lock="x")
+        w.ok("acquire", lock="x", token=3)
+    with open(tmp_path / "a.jsonl", "a") as f:
+        f.write('{"t": 1, "torn')           # a writer killed mid-line
+    evs = read_events(tmp_path / "a.jsonl")
+    assert [e["type"] for e in evs] == ["invoke", "ok"]
+    ops, singles = pair_ops(read_histories([tmp_path / "a.jsonl"]))
+    assert len(ops) == 1 and ops[0].type == "ok" and ops[0].get("token") == 3 and not singles
+
+
+def test_pair_ops_unfinished_op_is_info():
+    ops, _ = pair_ops([ev(1, "a", "invoke", "acquire", lock="x")])
+    assert ops[0].type == "info" and ops[0].t_done == float("inf")
+
+
+# ---------------------------------------------------------------- mutex
+
+
+def test_mutex_clean_history_passes():
+    h = (acq("a", "L", 1, 0.0, 0.1) + [ev(0.2, "a", "info", "use", lock="L", token=1)]
+         + rel("a", "L", 1, 0.3, 0.4) + acq("b", "L", 2, 0.05, 0.45)
+         + [ev(0.5, "b", "info", "use", lock="L", token=2)])
+    r = checker.check_mutex(h)
+    assert r["valid"], r["violations"]
+    assert r["stats"]["acquires_ok"] == 2
+
+
+def test_mutex_duplicate_token():
+    h = acq("a", "L", 5, 0.0, 0.1) + acq("b", "M", 5, 0.2, 0.3)
+    r = checker.check_mutex(h)
+    assert not r["valid"] and "granted twice" in r["violations"][0]
+
+
+def test_mutex_token_order_against_real_time():
+    h = acq("a", "L", 7, 0.0, 0.1) + rel("a", "L", 7, 0.2, 0.3) + acq("b", "L", 6, 0.4, 0.5)
+    r = checker.check_mutex(h)
+    assert any("contradicts real time" in v for v in r["violations"])
+
+
+def test_mutex_release_after_later_grant_is_two_holders():
+    # b was granted token 2 at 0.5; a's release of token 1 was only asked at 0.6 and succeeded.
+    h = acq("a", "L", 1, 0.0, 0.1) + acq("b", "L", 2, 0.2, 0.5) + rel("a", "L", 1, 0.6, 0.7)
+    r = checker.check_mutex(h)
+    assert any("two holders" in v for v in r["violations"])
+
+
+def test_mutex_failed_release_after_later_grant_is_fine():
+    h = acq("a", "L", 1, 0.0, 0.1) + acq("b", "L", 2, 0.2, 0.5) + rel("a", "L", 1, 0.6, 0.7, "fail")
+    assert checker.check_mutex(h)["valid"]
+
+
+def test_mutex_use_after_later_grant_means_client_did_not_know_first():
+    h = (acq("a", "L", 1, 0.0, 0.1) + acq("b", "L", 2, 0.2, 0.5)
+         + [ev(0.6, "a", "info", "use", lock="L", token=1)])
+    r = checker.check_mutex(h)
+    assert any("did not know first" in v for v in r["violations"])
+
+
+def test_mutex_grants_on_other_locks_do_not_conflict():
+    h = acq("a", "L", 1, 0.0, 0.1) + acq("b", "M", 2, 0.2, 0.5) + \
+        [ev(0.6, "a", "info", "use", lock="L", token=1)] + rel("a", "L", 1, 0.7, 0.8)
+    assert checker.check_mutex(h)["valid"]
+
+
+# ---------------------------------------------------------------- final state
+
+
+def test_final_state_passes_and_catches_lost_grant_and_zombie_release():
+    h = (acq("a", "L", 1, 0.0, 0.1) + [ev(1.0, "a", "info", "hold", lock="L", token=1)]
+         + acq("b", "M", 2, 0.0, 0.1) + rel("b", "M", 2, 0.2, 0.3))
+    good = {"L": [{"token": 1, "client_name": "a/1"}], "M": []}
+    assert checker.check_final_state(h, good)["valid"]
+    lost_grant = {"L": [], "M": []}
+    assert any("holds L" in v for v in checker.check_final_state(h, lost_grant)["violations"])
+    zombie = {"L": [{"token": 1, "client_name": "a/1"}],
+              "M": [{"token": 2, "client_name": "b/1"}]}
+    assert any("acknowledged" in v for v in checker.check_final_state(h, zombie)["violations"])
+
+
+def test_final_state_unknown_holder_allowed_only_with_a_reason():
+    h = acq("a", "L", None, 0.0, 0.1, "info")          # outcome unknown
+    final = {"L": [{"token": 9, "client_name": "a/1"}]}
+    assert checker.check_final_state(h, final)["valid"]
+    assert not checker.check_final_state([], final)["valid"]
+    assert checker.check_final_state([], final, dead=["a"])["valid"]
+    lost = [ev(0.5, "a", "info", "lost", session="a/1", state="LOST")]
+    assert checker.check_final_state(lost, final)["valid"]
+
+
+# ---------------------------------------------------------------- lock-set
+
+
+def test_lockset_counts_lost_acknowledged_adds():
+    h = [ev(0, "a", "invoke", "add", value="a-0"), ev(1, "a", "ok", "add", value="a-0", token=1),
+         ev(0, "b", "invoke", "add", value="b-0"), ev(1, "b", "ok", "add", value="b-0", token=2),
+         ev(2, "b", "invoke", "add", value="b-1"), ev(3, "b", "info", "add", value="b-1"),
+         ev(2, "a", "invoke", "add", value="a-1"), ev(3, "a", "fail", "add", value="a-1")]
+    r = checker.check_lockset(h, ["a-0", "b-0"])
+    assert r["valid"] and r["stats"]["acknowledged"] == 2 and r["stats"]["unknown"] == 1
+    r = checker.check_lockset(h, ["b-0", "b-1"])
+    assert not r["valid"] and r["stats"]["lost"] == 1 and r["stats"]["lost_items"] == ["a-0"]
+    r = checker.check_lockset(h, ["a-0", "b-0", "zzz"])
+    assert any("ever tried" in v for v in r["violations"])
+    r = checker.check_lockset(h, ["a-0", "b-0", "a-1"])
+    assert any("refused" in v for v in r["violations"])
+
+
+# ---------------------------------------------------------------- timing checks
+
+
+def test_grant_delays_and_failover_gaps():
+    ok = checker.check_grant_delays([{"last_keepalive": 10.0, "crash": 10.01, "granted": 13.2}],
+                                    bound=4.0)
+    assert ok["valid"] and ok["stats"]["grant_delays_s"] == [3.2]
+    bad = checker.check_grant_delays([{"last_keepalive": 10.0, "crash": 10.0, "granted": 14.5},
+                                      {"last_keepalive": 1, "crash": 1, "granted": None}],
+                                     bound=4.0)
+    assert len(bad["violations"]) == 2
+    assert checker.check_failover_gaps([{"kill": 5.0, "first_grant": 6.5}], bound=3.0)["valid"]
+    assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": 8.5}], bound=3.0)["valid"]
+    assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": None}], bound=3.0)["valid"]
+
+
+def test_expiry_bound():
+    assert checker.check_expiry_bound([{"last_keepalive": 0.0, "expired_by": 7.0}], bound=8.4)["valid"]
+    assert not checker.check_expiry_bound([{"last_keepalive": 0.0, "expired_by": 9.0}],
+                                          bound=8.4)["valid"]
+    assert not checker.check_expiry_bound([{"last_keepalive": 0.0, "expired_by": None}],
+                                          bound=8.4)["valid"]
+
+
+def test_client_knows_first():
+    assert checker.check_client_knows_first([{"lost": 3.0, "granted": 3.2}])["valid"]
+    r = checker.check_client_knows_first([{"lost": 3.3, "granted": 3.2}])
+    assert not r["valid"] and "BEFORE" in r["violations"][0]
+    assert not checker.check_client_knows_first([{"lost": None, "granted": 3.2}])["valid"]
+
+
+def test_no_premature_expiry():
+    final = {"x": [{"token": 4, "client_name": "p/1"}]}
+    assert checker.check_no_premature_expiry([], {"x": 4}, final)["valid"]
+    assert not checker.check_no_premature_expiry([], {"x": 3}, final)["valid"]
+    lost = [ev(1, "p", "info", "lost", session="p/1", state="LOST")]
+    assert not checker.check_no_premature_expiry(lost, {"x": 4}, final)["valid"]
+
+
+def test_tokens_monotonic():
+    s = [{"t": 1, "next_token": 5}, {"t": 2, "acked_token": 5}, {"t": 3, "next_token": 6}]
+    assert checker.check_tokens_monotonic(s)["valid"]
+    back = s + [{"t": 4, "next_token": 4}]
+    assert not checker.check_tokens_monotonic(back)["valid"]
+    reused = [{"t": 1, "acked_token": 9}, {"t": 2, "next_token": 9}]
+    assert not checker.check_tokens_monotonic(reused)["valid"]
+
+
+# ---------------------------------------------------------------- the server's order
+
+
+def _g(i, lock, tok, sess, mode=1):
+    return {"index": i, "kind": "granted", "lock": lock, "token": tok, "mode": mode,
+            "session": sess}
+
+
+def _r(i, lock, tok, sess, cause="released"):
+    return {"index": i, "kind": "released", "lock": lock, "token": tok, "session": sess,
+            "cause": cause}
+
+
+def test_server_log_order():
+    log = [_g(1, "L", 1, "s1"), _r(2, "L", 1, "s1"), _g(3, "L", 2, "s2"),
+           _g(4, "S", 3, "s1", 2), _g(4, "S", 4, "s2", 2)]
+    assert checker.check_server_log(log)["valid"]
+    double = [_g(1, "L", 1, "s1"), _g(2, "L", 2, "s2")]
+    assert "while held" in checker.check_server_log(double)["violations"][0]
+    backwards = [_g(1, "L", 5, "s1"), _r(2, "L", 5, "s1"), _g(3, "L", 4, "s2")]
+    assert "strictly increase" in checker.check_server_log(backwards)["violations"][0]
+
+
+def test_server_log_against_client_acks():
+    log = [_g(1, "L", 1, "s1"), _r(2, "L", 1, "s1", cause="expired")]
+    h = acq("a", "L", 1, 0.0, 0.1) + rel("a", "L", 1, 0.2, 0.3) + acq("b", "L", 2, 0.4, 0.5)
+    r = checker.check_server_log(log, h)
+    assert any("not by the release" in v for v in r["violations"])
+    assert any("token 2" in v and "not in the Raft log" in v for v in r["violations"])
+    snap = [{"kind": "snapshot", "index": 10, "next_token": 3, "holders": {}}]
+    assert checker.check_server_log(snap, acq("a", "L", 1, 0.0, 0.1))["valid"]
+
+
+# ---------------------------------------------------------------- the fenced store
+
+
+@pytest.mark.parametrize("fencing", [True, False])
+def test_store_fencing(fencing):
+    with FencedStore(fencing=fencing) as store:
+        c = StoreClient(store.address, timeout=5)
+        assert c.read(5, "a")["ok"]
+        assert c.write(["x"], 5, "a", add="x")["ok"]
+        assert c.read(7, "b")["ok"]                  # a newer holder touched it
+        stale = c.write(["y"], 5, "a", add="y")
+        assert stale["ok"] is (not fencing)
+        d = c.dump()
+        assert d["items"] == (["x"] if fencing else ["y"])
+        assert [e["accepted"] for e in store.dump()["log"]] == [True, True, True, not fencing]
+
+
+# ---------------------------------------------------------------- the nemesis plan
+
+
+def test_plan_is_a_function_of_the_seed():
+    kinds = ["kill_leader", "pause_client", "churn"]
+    a = plan(42, 60, kinds, ttl=3)
+    assert a == plan(42, 60, kinds, ttl=3)
+    assert a != plan(43, 60, kinds, ttl=3)
+    assert all(s.at + s.duration <= 60 for s in a)
+    assert all(s.duration > 3 for s in a if s.kind == "pause_client")   # past the TTL
+    assert all(b.at >= a_.at + a_.duration for a_, b in zip(a, a[1:]))  # one at a time
+
+
+# ---------------------------------------------------------------- the loopback client link
+
+
+def test_client_link_blocks_and_resets():
+    import socket
+    import threading
+
+    from lockd_cluster.nemesis import ClientLink
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def echo():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(100), b"")],
+                             daemon=True).start()
+
+    threading.Thread(target=echo, daemon=True).start()
+    link = ClientLink([f"127.0.0.1:{srv.getsockname()[1]}"])
+    try:
+        host, port = link.endpoints.split(":")
+        c = socket.create_connection((host, int(port)), timeout=2)
+        c.sendall(b"ping")
+        assert c.recv(10) == b"ping"
+        link.block()
+        c.sendall(b"lost?")
+        c.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            c.recv(10)                       # held, like a dropped packet
+        link.unblock()                      # a long partition: connections are reset
+        c.settimeout(2)
+        try:
+            assert c.recv(10) == b""         # closed by the link
+        except ConnectionResetError:
+            pass
+        c2 = socket.create_connection((host, int(port)), timeout=2)
+        c2.sendall(b"again")
+        assert c2.recv(10) == b"again"
+    finally:
+        link.close()
+        srv.close()

@@ -1,0 +1,588 @@
+"""Property tests of the pure lock state machine: a hypothesis RuleBasedStateMachine with a
+rule per command over small alphabets, so that sessions, locks and request ids collide, plus a
+few rules that steer into contention (deep mixed queues, holders and head waiters leaving).
+Every applied command and its Result is recorded for the replay checks in teardown().
+
+Invariants (DESIGN §1, STYLE §3/§7): mutual exclusion (exclusive: one holder; shared never
+beside exclusive; a semaphore within its permits, all holders agreeing on them); holders and
+waiters have live sessions and the session maps agree with the lock table; a session waits at
+most once per lock and never on a lock it holds; no empty lock entries; the head waiter is not
+grantable (else it would have been granted) and no waiter is granted while an earlier one still
+waits; fencing tokens strictly increase and `next_token` is above all of them; snapshot and
+pickle round trips; replaying the recorded commands (also through the codec) gives identical
+results and state; a duplicate request id returns the cached result and changes nothing.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from lockd import fsm as fsm_module
+from lockd.commands import (
+    EXCLUSIVE,
+    SHARED,
+    Acquire,
+    Barrier,
+    BeginEpoch,
+    CancelWait,
+    CheckpointSessions,
+    ClearSilence,
+    CloseSession,
+    ExpireSession,
+    LockGranted,
+    OpenSession,
+    Release,
+    SessionClosed,
+    SetMemberInfo,
+    decode_batch,
+    encode_batch,
+)
+from lockd.errors import ErrorCode
+from lockd.fsm import LockStateMachine
+
+ERROR_NAMES = {c.name for c in ErrorCode}
+
+
+def _spread(*choices):
+    """Pick uniformly-ish (sampled_from leans hard on its first element); shrinks to the first."""
+    return st.integers(0, 10 * len(choices) - 1).map(lambda i: choices[i % len(choices)])
+
+
+ALL_SIDS = ("s1", "s2", "s3", "s4")
+SIDS = _spread(*ALL_SIDS)
+X, S = EXCLUSIVE, SHARED
+PILE_PATTERNS = [(S, X, S), (S, X, S, S), (X, S, S), (S, X, X), (X, X), (S, S, X, S), (X, S, X)]
+WHO = st.integers(0, 63)     # an index into the live sessions, see LockMachine.sid()
+LOCKS = _spread("a", "b", "c")
+# None means "a fresh request id"; the fixed ones collide on purpose.
+RIDS = st.one_of(st.none(), st.none(), st.sampled_from(["r1", "r2", "r3"]))
+KINDS = st.sampled_from([(EXCLUSIVE, 1), (EXCLUSIVE, 1), (SHARED, 1), (EXCLUSIVE, 2),
+                         (EXCLUSIVE, 3)])
+VALUES = st.sampled_from([b"", b"v", b"\x00\xff\x80"])
+
+
+def _holders_compatible_with(lk, mode: int, permits: int) -> bool:
+    """Independent statement of 'grantable next to the current holders'."""
+    modes = {h.mode for h in lk.holders.values()}
+    if not modes:
+        return True
+    if mode == SHARED:
+        return modes == {SHARED}
+    return modes == {EXCLUSIVE} and permits == lk.permits and len(lk.holders) < lk.permits
+
+
+def check_invariants(m: LockStateMachine, acquires: dict) -> None:
+    """Structural invariants of one state. `acquires`: (sid, rid) -> the Acquire that made it."""
+    tokens: list[int] = []
+    for name, lk in m.locks.items():
+        assert lk.name == name
+        # no empty entries; waiters only exist behind holders
+        assert lk.holders, f"{name}: entry without holders ({len(lk.waiters)} waiters)"
+        modes = {h.mode for h in lk.holders.values()}
+        assert len(modes) == 1, f"{name}: shared and exclusive holders together"
+        (mode,) = modes
+        if mode == EXCLUSIVE:
+            assert len(lk.holders) <= lk.permits, f"{name}: {len(lk.holders)} > {lk.permits}"
+        else:
+            assert mode == SHARED and lk.permits == 1
+        for sid, h in lk.holders.items():
+            assert h.session_id == sid
+            assert sid in m.sessions, f"{name}: holder {sid} has no live session"
+            assert m.sessions[sid].held.get(name) == h.token
+            assert h.token < m.next_token
+            tokens.append(h.token)
+            cmd = acquires.get((sid, h.request_id))
+            if cmd is not None and cmd.lock == name and mode == EXCLUSIVE:
+                assert cmd.permits == lk.permits, "holders disagree on the permits"
+        seen: list[str] = []
+        for w in lk.waiters:
+            assert w.session_id in m.sessions, f"{name}: waiter {w.session_id} has no session"
+            assert w.session_id not in seen, f"{name}: {w.session_id} waits twice"
+            assert w.session_id not in lk.holders, f"{name}: {w.session_id} waits on its own lock"
+            assert m.sessions[w.session_id].waits.get(name) == w.request_id
+            if w.mode == EXCLUSIVE:
+                assert w.permits == lk.permits
+            else:
+                assert lk.permits == 1
+            seen.append(w.session_id)
+        if lk.waiters:
+            head = lk.waiters[0]
+            assert not _holders_compatible_with(lk, head.mode, head.permits), (
+                f"{name}: head waiter {head.session_id} is grantable but waits")
+    assert len(tokens) == len(set(tokens)), "a token is held twice"
+    for sid, s in m.sessions.items():
+        assert s.session_id == sid
+        assert not (set(s.held) & set(s.waits))
+        for name, tok in s.held.items():
+            assert name in m.locks and m.locks[name].holders[sid].token == tok
+        for name, rid in s.waits.items():
+            assert name in m.locks
+            assert [w.request_id for w in m.locks[name].waiters if w.session_id == sid] == [rid]
+        assert len(s.results) <= fsm_module.MAX_RESULTS_PER_SESSION
+
+
+class LockMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.m = LockStateMachine()
+        self.history: list = []           # every applied command, in order
+        self.results: list = []           # and its Result
+        self.grant_tokens: list[int] = []
+        self.events = 0
+        self.fresh = 0
+        self.acquires: dict = {}          # (sid, rid) -> Acquire
+        self.incarnation: dict[str, int] = {}
+        # retry candidates: (cmd, first result, incarnation of its session, rid was fresh)
+        self.retryable: list = []
+
+    # ------------------------------------------------------------ plumbing
+
+    def sid(self, who: int) -> str:
+        """Mostly a live session (so locks are contended), sometimes any id of the alphabet."""
+        live = list(self.m.sessions)
+        if not live or who % 8 == 7:
+            return ALL_SIDS[who % len(ALL_SIDS)]
+        # hypothesis favours small integers; rotating by the step count spreads the picks
+        return live[(who + len(self.history)) % len(live)]
+
+    def rid(self, r):
+        if r is None:
+            self.fresh += 1
+            return f"q{self.fresh}"
+        return r
+
+    def apply(self, cmd):
+        before = {name: [(w.session_id, w.request_id) for w in lk.waiters]
+                  for name, lk in self.m.locks.items()}
+        r = self.m.apply(cmd)
+        self.history.append(cmd)
+        self.results.append(r)
+        self.events += len(r.events)
+        assert r.code is None or r.code in ERROR_NAMES, r.code
+        grants = [e for e in r.events if isinstance(e, LockGranted)]
+        for e in grants:
+            # every grant in this step is still a holder after it, with that token, and its
+            # outcome is recorded so that a retry of the acquire returns it
+            lk = self.m.locks[e.lock]
+            assert lk.holders[e.session_id].token == e.token
+            assert self.m.sessions[e.session_id].results.get(e.request_id) == [
+                None, {"granted": True, "token": e.token}]
+            self.grant_tokens.append(e.token)
+            # strict FIFO: a request that was not queued is granted only if nobody waited
+            if (e.session_id, e.request_id) not in before.get(e.lock, ()):
+                assert not before.get(e.lock), f"{e.lock}: {e.session_id} jumped the queue"
+        for e in r.events:
+            if isinstance(e, SessionClosed):
+                self.incarnation.pop(e.session_id, None)
+        # FIFO: a waiter is never granted while one queued before it still waits
+        for name, queue in before.items():
+            lk = self.m.locks.get(name)
+            after = {(w.session_id, w.request_id) for w in lk.waiters} if lk else set()
+            granted = {(e.session_id, e.request_id) for e in grants if e.lock == name}
+            for i, w in enumerate(queue):
+                if w in granted:
+                    assert not any(earlier in after for earlier in queue[:i]), (
+                        f"{name}: {w} granted before an earlier waiter")
+        return r
+
+    # ------------------------------------------------------------ rules: sessions, epochs
+
+    @initialize(epoch=st.integers(0, 2))
+    def open_all_sessions(self, epoch):
+        if epoch:
+            self.apply(BeginEpoch(epoch, "n1", ""))
+        for sid in ALL_SIDS:
+            self.open_session(sid, 10_000)
+
+    @rule(sid=SIDS, ttl=st.sampled_from([1000, 10_000]))
+    def open_session(self, sid, ttl):
+        full = sid not in self.m.sessions and len(self.m.sessions) >= fsm_module.MAX_SESSIONS
+        r = self.apply(OpenSession(sid, ttl, f"c-{sid}"))
+        if full:
+            assert r.code == "LIMIT_EXCEEDED" and sid not in self.m.sessions
+            return
+        assert r.code is None
+        if r.value["created"]:
+            self.incarnation[sid] = len(self.history)
+        assert sid in self.m.sessions
+
+    @rule(sid=SIDS)
+    def close_session(self, sid):
+        live = sid in self.m.sessions
+        r = self.apply(CloseSession(sid))
+        assert r.code == (None if live else "SESSION_NOT_FOUND")
+        assert sid not in self.m.sessions
+
+    @rule(sid=SIDS, stale=st.sampled_from([None, -1, 1]))
+    def expire_session(self, sid, stale):
+        epoch = self.m.epoch + (stale or 0)
+        before = self.m.to_snapshot()
+        live = sid in self.m.sessions
+        r = self.apply(ExpireSession(sid, epoch))
+        if stale:
+            assert r.code == "STALE_EPOCH" and r.events == ()
+            assert self.m.to_snapshot() == before
+        else:
+            assert r.code == (None if live else "SESSION_NOT_FOUND")
+            assert sid not in self.m.sessions
+
+    @precondition(lambda self: any(s.held or s.waits for s in self.m.sessions.values()))
+    @rule(pick=st.integers(0, 1000), expire=st.booleans())
+    def end_busy_session(self, pick, expire):
+        """Close or expire a session that holds or waits: its locks go to the next waiters."""
+        busy = [sid for sid, s in self.m.sessions.items() if s.held or s.waits]
+        sid = busy[pick % len(busy)]
+        r = self.apply(ExpireSession(sid, self.m.epoch) if expire else CloseSession(sid))
+        assert r.code is None and sid not in self.m.sessions
+
+    @rule(delta=st.integers(-2, 2), leader=st.sampled_from(["n1", "n2"]))
+    def begin_epoch(self, delta, leader):
+        old = self.m.epoch
+        new = max(0, old + delta)
+        r = self.apply(BeginEpoch(new, leader, f"{leader}:7000"))
+        assert r.code == ("STALE_EPOCH" if new < old else None)
+        assert self.m.epoch == max(old, new), "the epoch was lowered"
+
+    @rule(stale=st.booleans(), sids=st.lists(SIDS, max_size=3, unique=True),
+          ms=st.integers(0, 30_000))
+    def checkpoint(self, stale, sids, ms):
+        before = self.m.to_snapshot()
+        prior = {s: self.m.sessions[s].silent_ms for s in sids if s in self.m.sessions}
+        r = self.apply(CheckpointSessions(self.m.epoch + (1 if stale else 0),
+                                          tuple((s, ms) for s in sids)))
+        if stale:
+            assert r.code == "STALE_EPOCH" and self.m.to_snapshot() == before
+        else:
+            assert r.code is None
+            for s in sids:
+                if s in self.m.sessions:
+                    # recorded silence only grows until ClearSilence
+                    assert self.m.sessions[s].silent_ms == max(prior[s], ms)
+
+    @rule(sids=st.lists(SIDS, max_size=3, unique=True))
+    def clear_silence(self, sids):
+        assert self.apply(ClearSilence(tuple(sids))).code is None
+        for s in sids:
+            if s in self.m.sessions:
+                assert self.m.sessions[s].silent_ms == 0
+
+    @rule(addr=st.sampled_from([None, "n1", "n2"]))
+    def barrier_or_member_info(self, addr):
+        """The two commands that never touch locks or sessions."""
+        before = self.m.to_snapshot()
+        if addr is None:
+            assert self.apply(Barrier()).code is None
+            assert self.m.to_snapshot() == before
+        else:
+            assert self.apply(SetMemberInfo(addr, addr + ":7000")).code is None
+            assert self.m.members[addr] == addr + ":7000"
+
+    # ------------------------------------------------------------ rules: locks
+
+    def _acquire(self, sid, lock, rid, mode, permits, wait, value=b""):
+        fresh = rid is None
+        rid = self.rid(rid)
+        s = self.m.sessions.get(sid)
+        cached = s.results.get(rid) if s is not None else None
+        before = self.m.to_snapshot()
+        cmd = Acquire(sid, lock, rid, mode, permits, wait, value)
+        r = self.apply(cmd)
+        if s is None:
+            assert r.code == "SESSION_NOT_FOUND"
+            return
+        if cached is not None:
+            # a duplicate request id returns the cached result and changes nothing
+            assert [r.code, r.value] == cached and r.events == ()
+            assert self.m.to_snapshot() == before
+            return
+        if any(getattr(e, "session_id", None) == sid and getattr(e, "request_id", None) == rid
+               for e in r.events):
+            self.acquires[(sid, rid)] = cmd       # this command granted or queued
+        if r.code is None and r.value.get("granted"):
+            assert self.m.sessions[sid].held[lock] == r.value["token"]
+        elif r.code is None and r.value.get("queued"):
+            assert self.m.sessions[sid].waits[lock] == rid
+        elif r.code is not None:
+            assert self.m.to_snapshot() == before and r.events == ()
+        if fresh:
+            self.retryable.append((cmd, r, self.incarnation.get(sid)))
+
+    @rule(who=WHO, lock=LOCKS, rid=RIDS, wait=st.booleans())
+    def acquire_exclusive(self, who, lock, rid, wait):
+        self._acquire(self.sid(who), lock, rid, EXCLUSIVE, 1, wait, b"x")
+
+    @rule(who=WHO, lock=LOCKS, rid=RIDS, wait=st.booleans())
+    def acquire_shared(self, who, lock, rid, wait):
+        self._acquire(self.sid(who), lock, rid, SHARED, 1, wait, b"")
+
+    @rule(who=WHO, lock=LOCKS, rid=RIDS, permits=st.sampled_from([2, 3]), wait=st.booleans())
+    def acquire_semaphore(self, who, lock, rid, permits, wait):
+        self._acquire(self.sid(who), lock, rid, EXCLUSIVE, permits, wait, b"\x00\xff")
+
+    @rule(who=WHO, lock=LOCKS, rid=RIDS, kind=KINDS, value=VALUES)
+    def acquire_blocking(self, who, lock, rid, kind, value):
+        self._acquire(self.sid(who), lock, rid, kind[0], kind[1], True, value)
+
+    @precondition(lambda self: self.m.locks and len(self.m.sessions) > 1)
+    @rule(pick=st.integers(0, 1000), who=WHO, kind=KINDS, wait=st.booleans())
+    def contend(self, pick, who, kind, wait):
+        """Another session asks for a lock that is held: it queues, or is granted alongside."""
+        names = list(self.m.locks)
+        lk = self.m.locks[names[(pick + len(self.history)) % len(names)]]
+        others = [sid for sid in self.m.sessions if sid not in lk.holders]
+        if others:
+            sid = others[(who + len(self.history)) % len(others)]
+            if lk.permits > 1 and who % 5:
+                kind = (EXCLUSIVE, lk.permits)          # mostly a semaphore of the same size
+            elif lk.permits == 1 and who % 5:
+                kind = ((EXCLUSIVE, 1), (SHARED, 1))[pick % 2]
+            self._acquire(sid, lk.name, None, kind[0], kind[1], wait or who % 4 != 0, b"c")
+
+    @rule(lock=LOCKS, pattern=st.integers(0, len(PILE_PATTERNS) - 1))
+    def pile_on(self, lock, pattern):
+        """Several sessions ask for one lock in a row (blocking): mixed, deep queues."""
+        modes = PILE_PATTERNS[(pattern + len(self.history)) % len(PILE_PATTERNS)]
+        for mode in modes:
+            lk = self.m.locks.get(lock)
+            others = [sid for sid, s in self.m.sessions.items()
+                      if lock not in s.held and lock not in s.waits]
+            if not others:
+                return
+            permits = lk.permits if lk is not None and mode == EXCLUSIVE else 1
+            self._acquire(others[len(self.history) % len(others)], lock, None, mode, permits,
+                          True, b"p")
+
+    def _end(self, sid, how):
+        return CloseSession(sid) if how == "close" else ExpireSession(sid, self.m.epoch)
+
+    def _release(self, sid, lock, token, rid):
+        fresh = rid is None
+        rid = self.rid(rid)
+        s = self.m.sessions.get(sid)
+        current = s.held.get(lock) if s is not None else None
+        cached = s.results.get(rid) if s is not None else None
+        before = self.m.to_snapshot()
+        cmd = Release(sid, lock, token, rid)
+        r = self.apply(cmd)
+        if s is None:
+            assert r.code == "SESSION_NOT_FOUND"
+        elif cached is not None:
+            assert [r.code, r.value] == cached and r.events == ()
+            assert self.m.to_snapshot() == before
+        elif token != current:
+            # release requires the current token; a wrong one changes nothing
+            assert r.code == "NOT_HOLDER" and r.events == ()
+            assert self.m.to_snapshot() == before
+        else:
+            assert r.code is None and lock not in self.m.sessions[sid].held
+            if fresh:
+                self.retryable.append((cmd, r, self.incarnation.get(sid)))
+
+    @precondition(lambda self: any(s.held for s in self.m.sessions.values()))
+    @rule(pick=st.integers(0, 1000), rid=RIDS)
+    def release_held(self, pick, rid):
+        held = [(sid, name, tok) for sid, s in self.m.sessions.items()
+                for name, tok in s.held.items()]
+        sid, lock, token = held[pick % len(held)]
+        self._release(sid, lock, token, rid)
+
+    @precondition(lambda self: any(lk.waiters for lk in self.m.locks.values()))
+    @rule(pick=st.integers(0, 1000), how=st.sampled_from(["release", "close", "expire"]))
+    def free_contended_lock(self, pick, how):
+        """A holder of a lock with waiters lets go: the head waiter(s) must be granted."""
+        contended = [lk for lk in self.m.locks.values() if lk.waiters]
+        lk = contended[(pick + len(self.history)) % len(contended)]
+        sids = list(lk.holders)
+        sid = sids[pick % len(sids)]
+        if how == "release":
+            self._release(sid, lk.name, lk.holders[sid].token, None)
+        else:
+            r = self.apply(self._end(sid, how))
+            assert r.code is None
+
+    @precondition(lambda self: any(lk.waiters for lk in self.m.locks.values()))
+    @rule(pick=st.integers(0, 1000), how=st.sampled_from(["timeout", "cancelled", "close",
+                                                          "expire"]))
+    def head_waiter_leaves(self, pick, how):
+        """The head waiter gives up: compatible waiters behind it must be granted."""
+        # prefer queues where the waiter behind the head could be granted once it leaves
+        contended = ([lk for lk in self.m.locks.values() if len(lk.waiters) > 1
+                      and _holders_compatible_with(lk, lk.waiters[1].mode, lk.waiters[1].permits)]
+                     or [lk for lk in self.m.locks.values() if lk.waiters])
+        lk = contended[(pick + len(self.history)) % len(contended)]
+        head, lock = lk.waiters[0], lk.name
+        if how in ("timeout", "cancelled"):
+            self._cancel(head.session_id, lock, head.request_id, how)
+        else:
+            sid = head.session_id
+            r = self.apply(self._end(sid, how))
+            assert r.code is None
+
+    @rule(sid=SIDS, lock=LOCKS, rid=RIDS, which=st.sampled_from(["old", "future", "other"]),
+          pick=st.integers(0, 1000))
+    def release_wrong_token(self, sid, lock, rid, which, pick):
+        if which == "old" and self.grant_tokens:
+            token = self.grant_tokens[pick % len(self.grant_tokens)]
+        elif which == "other" and self.m.locks.get(lock) is not None:
+            token = next(iter(self.m.locks[lock].holders.values())).token
+        else:
+            token = self.m.next_token + pick
+        self._release(sid, lock, token, rid)
+
+    def _cancel(self, sid, lock, rid, cause):
+        s = self.m.sessions.get(sid)
+        waiting = s is not None and s.waits.get(lock) == rid
+        lk = self.m.locks.get(lock)
+        holder = lk.holders.get(sid) if lk is not None else None
+        before = self.m.to_snapshot()
+        r = self.apply(CancelWait(sid, lock, rid, cause))
+        if s is None:
+            assert r.code == "SESSION_NOT_FOUND"
+        elif waiting:
+            assert r.code == ("WAIT_TIMEOUT" if cause == "timeout" else "CANCELLED")
+            assert lock not in self.m.sessions[sid].waits
+            assert self.m.sessions[sid].results[rid] == [r.code, None]
+        else:
+            # not waiting: nothing changes; a grant that already happened is reported
+            assert r.events == () and self.m.to_snapshot() == before
+            if holder is not None and holder.request_id == rid:
+                assert (r.code, r.value) == (None, {"granted": True, "token": holder.token})
+
+    @precondition(lambda self: any(s.waits for s in self.m.sessions.values()))
+    @rule(pick=st.integers(0, 1000), cause=st.sampled_from(["timeout", "cancelled"]))
+    def cancel_waiter(self, pick, cause):
+        waits = [(sid, name, rid) for sid, s in self.m.sessions.items()
+                 for name, rid in s.waits.items()]
+        sid, lock, rid = waits[pick % len(waits)]
+        self._cancel(sid, lock, rid, cause)
+
+    @rule(sid=SIDS, lock=LOCKS, rid=RIDS, cause=st.sampled_from(["timeout", "cancelled"]))
+    def cancel_other(self, sid, lock, rid, cause):
+        self._cancel(sid, lock, self.rid(rid), cause)
+
+    @precondition(lambda self: self.retryable)
+    @rule(pick=st.integers(0, 10_000))
+    def retry(self, pick):
+        """A client retries an earlier Acquire/Release after an ambiguous failure."""
+        cmd, first, inc = self.retryable[pick % len(self.retryable)]
+        s = self.m.sessions.get(cmd.session_id)
+        cached = s.results.get(cmd.request_id) if s is not None else None
+        same_session = s is not None and self.incarnation.get(cmd.session_id) == inc
+        if same_session and first.code is None and (isinstance(cmd, Release)
+                                                    or "granted" in first.value):
+            # the first outcome of a fresh, immediately answered request is still cached
+            assert cached == [first.code, first.value]
+        before = self.m.to_snapshot()
+        r = self.apply(cmd)
+        if cached is not None:
+            assert [r.code, r.value] == cached
+            assert r.events == () and self.m.to_snapshot() == before
+
+    # ------------------------------------------------------------ rules: restarts
+
+    @rule(via=st.sampled_from(["snapshot", "pickle"]))
+    def restart(self, via):
+        """A node restarts from its dump: later commands must behave exactly the same."""
+        if via == "snapshot":
+            self.m = LockStateMachine.from_snapshot(self.m.to_snapshot())
+        else:
+            self.m = pickle.loads(pickle.dumps(self.m))
+
+    # ------------------------------------------------------------ invariants
+
+    @invariant()
+    def structure(self):
+        check_invariants(self.m, self.acquires)
+
+    @invariant()
+    def tokens_strictly_increase(self):
+        t = self.grant_tokens
+        assert all(a < b for a, b in zip(t, t[1:])), t
+        assert not t or self.m.next_token > t[-1]
+
+    @invariant()
+    def revision_counts_events(self):
+        assert self.m.revision == self.events
+
+    @invariant()
+    def snapshot_round_trips(self):
+        snap = self.m.to_snapshot()
+        assert LockStateMachine.from_snapshot(snap).to_snapshot() == snap
+        assert pickle.loads(pickle.dumps(self.m)).to_snapshot() == snap
+
+    def teardown(self):
+        # Replay determinism: a fresh machine applying the same log gives the same results,
+        # events and snapshot -- directly, and through the byte codec (one batch per entry).
+        final = self.m.to_snapshot()
+        fresh = LockStateMachine()
+        assert [fresh.apply(c) for c in self.history] == self.results
+        assert fresh.to_snapshot() == final
+        replica = LockStateMachine()
+        decoded = decode_batch(encode_batch(self.history))
+        assert decoded == self.history
+        assert [replica.apply(c) for c in decoded] == self.results
+        assert replica.to_snapshot() == final
+        batched = LockStateMachine()
+        for i in range(0, len(self.history), 7):
+            for c in decode_batch(encode_batch(self.history[i:i + 7])):
+                batched.apply(c)
+        assert batched.to_snapshot() == final
+
+
+LockMachine.TestCase.settings = settings(
+    max_examples=120,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestLockStateMachine = LockMachine.TestCase
+
+
+class SmallLimitsMachine(LockMachine):
+    """The same machine with tiny limits, so LIMIT_EXCEEDED paths and cache eviction run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._saved = (fsm_module.MAX_SESSIONS, fsm_module.MAX_LOCKS_PER_SESSION,
+                       fsm_module.MAX_WAITERS_PER_LOCK, fsm_module.MAX_RESULTS_PER_SESSION)
+        (fsm_module.MAX_SESSIONS, fsm_module.MAX_LOCKS_PER_SESSION,
+         fsm_module.MAX_WAITERS_PER_LOCK, fsm_module.MAX_RESULTS_PER_SESSION) = (3, 2, 1, 4)
+
+    def teardown(self):
+        try:
+            super().teardown()
+        finally:
+            (fsm_module.MAX_SESSIONS, fsm_module.MAX_LOCKS_PER_SESSION,
+             fsm_module.MAX_WAITERS_PER_LOCK, fsm_module.MAX_RESULTS_PER_SESSION) = self._saved
+
+    @precondition(lambda self: self.retryable)
+    @rule(pick=st.integers(0, 10_000))
+    def retry(self, pick):
+        # with a 4-entry cache the first outcome may have been evicted: only check the cache
+        cmd, _first, _inc = self.retryable[pick % len(self.retryable)]
+        s = self.m.sessions.get(cmd.session_id)
+        cached = s.results.get(cmd.request_id) if s is not None else None
+        before = self.m.to_snapshot()
+        r = self.apply(cmd)
+        if cached is not None:
+            assert [r.code, r.value] == cached
+            assert r.events == () and self.m.to_snapshot() == before
+
+
+SmallLimitsMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestSmallLimits = SmallLimitsMachine.TestCase
