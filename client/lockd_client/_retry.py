@@ -24,7 +24,9 @@ class Backoff:
     """
 
     initial: float = 0.05
-    maximum: float = 2.0
+    # An election takes ~0.5-1.5 s: a longer pause could sleep well past a ready new leader
+    # (a lock call is worth a retry every half second, not every two).
+    maximum: float = 0.5
     multiplier: float = 2.0
     jitter: float = 0.5
 

@@ -395,6 +395,10 @@ from lockd_cluster.procs import die_with_parent, kill_process, stop_process  # n
 from lockd_cluster.store import FencedStore  # noqa: E402
 
 GRACE_S = 2.0 + 1.4 + 1.0
+# DESIGN's target is a serving leader within ~2 s of the old one's death (measured 0.4-2 s).
+# The verdict allows two election rounds (a split vote, 2 x 1.4 s), the client's longest
+# retry pause (0.5 s) and a loaded 2-core box: past this the client or the cluster is stuck.
+FAILOVER_BOUND_S = 5.0
 """lockd's default grace (leader_fallback_timeout + raft_max_timeout + 1 s; lockd/config.py)."""
 
 
@@ -909,7 +913,8 @@ def _acquire_ok(e: dict) -> bool:
 
 def run_liveness(ctx: Ctx) -> dict:
     """(a) A holder crashes right after a keepalive: the queued waiter is granted within
-    TTL + 1 s of that keepalive. (b) The leader dies: new grants resume within 3 s."""
+    TTL + 1 s of that keepalive. (b) The leader dies: new grants resume within
+    FAILOVER_BOUND_S."""
     pool = Pool(ctx)
     rng = ctx.rng
     try:
@@ -966,7 +971,7 @@ def run_liveness(ctx: Ctx) -> dict:
                     f"{(first - t_kill) if first else float('nan'):.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
-        rb = checker.check_failover_gaps(fails, bound=3.0)
+        rb = checker.check_failover_gaps(fails, bound=FAILOVER_BOUND_S)
         events = pool.events()
         res = checker.merge(ra, rb, checker.check_mutex(events))
         return _finish(ctx, pool, "liveness", res, audit_events=events)

@@ -160,7 +160,7 @@ def test_ephemeral_lock_is_released_and_regranted_when_session_expires(stub):
     start = time.monotonic()
     r = acquire(stub, b, "t/exp", wait_ms=20_000)
     assert r.granted and r.token > t1
-    assert time.monotonic() - start < 1.0 + 1.0 + 0.5   # TTL + 1 s (+ slack for this shared box)
+    assert time.monotonic() - start < 1.0 + 1.0 + 1.5   # TTL + 1 s (+ slack for a loaded box)
 
 
 def test_keepalive_keeps_a_session_past_its_ttl_and_reports_unknown_ones(stub):
