@@ -395,9 +395,11 @@ from lockd_cluster.procs import die_with_parent, kill_process, stop_process  # n
 from lockd_cluster.store import FencedStore  # noqa: E402
 
 GRACE_S = 2.0 + 1.4 + 1.0
-# DESIGN's target is a serving leader within ~2 s of the old one's death (measured 0.4-2 s).
-# The verdict allows two election rounds (a split vote, 2 x 1.4 s), the client's longest
-# retry pause (0.5 s) and a loaded 2-core box: past this the client or the cluster is stuck.
+# New grants resume within 3 s of the leader's death at the median of a run's failovers
+# (DESIGN's target is a serving leader within ~2 s; measured 0.4-2 s). No single failover may
+# take longer than FAILOVER_BOUND_S: two election rounds (a split vote, 2 x 1.4 s), the
+# client's longest retry pause (0.5 s) and a loaded 2-core box; past it something is stuck.
+FAILOVER_MEDIAN_BOUND_S = 3.0
 FAILOVER_BOUND_S = 5.0
 """lockd's default grace (leader_fallback_timeout + raft_max_timeout + 1 s; lockd/config.py)."""
 
@@ -913,8 +915,8 @@ def _acquire_ok(e: dict) -> bool:
 
 def run_liveness(ctx: Ctx) -> dict:
     """(a) A holder crashes right after a keepalive: the queued waiter is granted within
-    TTL + 1 s of that keepalive. (b) The leader dies: new grants resume within
-    FAILOVER_BOUND_S."""
+    TTL + 1 s of that keepalive. (b) The leader dies: new grants resume within 3 s at the
+    median (FAILOVER_MEDIAN_BOUND_S), within FAILOVER_BOUND_S each."""
     pool = Pool(ctx)
     rng = ctx.rng
     try:
@@ -971,7 +973,8 @@ def run_liveness(ctx: Ctx) -> dict:
                     f"{(first - t_kill) if first else float('nan'):.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
-        rb = checker.check_failover_gaps(fails, bound=FAILOVER_BOUND_S)
+        rb = checker.check_failover_gaps(fails, bound=FAILOVER_BOUND_S,
+                                         median_bound=FAILOVER_MEDIAN_BOUND_S)
         events = pool.events()
         res = checker.merge(ra, rb, checker.check_mutex(events))
         return _finish(ctx, pool, "liveness", res, audit_events=events)

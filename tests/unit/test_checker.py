@@ -153,6 +153,15 @@ def test_grant_delays_and_failover_gaps():
     assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": None}], bound=3.0)["valid"]
 
 
+def test_failover_gaps_are_also_judged_at_their_median():
+    cases = [{"kill": 0.0, "first_grant": 1.0}, {"kill": 10.0, "first_grant": 14.5},
+             {"kill": 20.0, "first_grant": 24.0}]
+    res = checker.check_failover_gaps(cases, bound=5.0, median_bound=3.0)
+    assert not res["valid"] and res["stats"]["failover_gap_median_s"] == 4.0
+    assert checker.check_failover_gaps(cases[:2] + [{"kill": 20.0, "first_grant": 21.0}],
+                                       bound=5.0, median_bound=3.0)["valid"]
+
+
 def test_expiry_bound():
     assert checker.check_expiry_bound([{"last_keepalive": 0.0, "expired_by": 7.0}], bound=8.4)["valid"]
     assert not checker.check_expiry_bound([{"last_keepalive": 0.0, "expired_by": 9.0}],
