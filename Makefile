@@ -45,6 +45,15 @@ chaos: $(STAMP)
 	$(BIN)/python -m lockd_cluster.chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),60) \
 	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT))
 
+# Benchmarks (docs/performance.md): a private local 3-node cluster (fsync on if `lockd serve`
+# has --fsync), the whole suite REPEAT times (medians and spread). Results also go to OUT
+# (default bench-out/bench.json). More flags: make bench BENCH_ARGS="--sessions 10000 --procs 2"
+.PHONY: bench
+bench: $(STAMP)
+	@mkdir -p $(dir $(or $(OUT),bench-out/bench.json))
+	$(BIN)/lockd bench --local --repeat $(or $(REPEAT),3) --out $(or $(OUT),bench-out/bench.json) \
+	  $(BENCH_ARGS)
+
 # Docker images of the Docker test back-end (tests/cluster/test_docker.py, cluster/docker/):
 # installs docker.io/mmdebstrap/docker-compose if missing, starts dockerd, builds what changed.
 .PHONY: docker-images

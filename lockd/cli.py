@@ -1,4 +1,4 @@
-"""The `lockd` command line: serve, up, status, locks, lock.
+"""The `lockd` command line: serve, up, status, locks, lock, bench.
 
 Parses flags (each also a LOCKD_* variable), turns expected failures into one-line messages and
 documented exit codes, and renders tables (rich) or JSON. No business rules: nodes come from
@@ -183,8 +183,12 @@ def _read_password_file(path: str) -> str:
 
 def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: str, dev: bool,
                  raft_password_file: str | None, default_ttl: float, log_format: str,
-                 log_level: str, grpc_advertise_address: str = "") -> NodeConfig:
-    """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid."""
+                 log_level: str, grpc_advertise_address: str = "", fsync: bool | None = None,
+                 metrics_address: str = "", config: str | None = None) -> NodeConfig:
+    """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid.
+
+    `config` (the --config file) was already merged by click as the defaults layer.
+    """
     password = _read_password_file(raft_password_file) if raft_password_file else None
     try:
         return NodeConfig(
@@ -194,6 +198,8 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
             peers=tuple(p.strip() for p in peers.split(",") if p.strip()),
             data_dir=data_dir,
             dev=dev,
+            fsync=fsync,
+            metrics_address=(metrics_address or "").strip(),
             raft_password=password,
             default_ttl_ms=round(default_ttl * 1000),
             log_format=log_format,
@@ -203,7 +209,77 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
         raise CliError(str(e), EXIT_USAGE) from None
 
 
-@cli.command(epilog=SHORT_EPILOG)
+def _load_config_file(ctx: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    """--config: read a TOML file into the defaults layer (flag > LOCKD_* > file > default).
+
+    Keys are the long flag names without dashes in front (`raft-address`, `peers`, ...;
+    `raft_address` also works). Unknown keys and bad values are usage errors naming the key.
+    """
+    if not path:
+        return path
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {path}: {e.strerror or e}", ctx, param) from None
+    except tomllib.TOMLDecodeError as e:
+        raise click.BadParameter(f"{path} is not valid TOML: {e}", ctx, param) from None
+    settable = {p.name: p for p in ctx.command.params
+                if isinstance(p, click.Option) and p.name not in ("config", "help")}
+    defaults: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        opt = settable.get(name)
+        if opt is None:
+            known = ", ".join(sorted(n.replace("_", "-") for n in settable))
+            raise click.BadParameter(f"{path}: unknown key {key!r} (known keys: {known})",
+                                     ctx, param)
+        if name == "peers" and isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise click.BadParameter(f"{path}: key 'peers': expected strings", ctx, param)
+            value = ",".join(value)
+        if isinstance(value, (dict, list)) or (opt.is_flag and not isinstance(value, bool)):
+            want = "true or false" if opt.is_flag else "a single value"
+            raise click.BadParameter(f"{path}: key {key!r}: expected {want}, got {value!r}",
+                                     ctx, param)
+        try:
+            opt.type_cast_value(ctx, value)
+        except click.BadParameter as e:
+            raise click.BadParameter(f"{path}: key {key!r}: {e.message}", ctx, param) from None
+        defaults[name] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return path
+
+
+SERVE_EPILOG = """\b
+Settings come from, highest first: a flag, its LOCKD_* variable, the --config
+file, the default shown. The config file is TOML with the flag names as keys:
+  raft-address = "10.0.0.1:7101"
+  grpc-address = "10.0.0.1:7001"
+  peers = ["10.0.0.2:7101", "10.0.0.3:7101"]
+  data-dir = "/var/lib/lockd"
+  raft-password-file = "/etc/lockd/raft-password"
+  metrics-address = "10.0.0.1:9101"
+
+\b
+Data dir: raft.journal, raft.journal.meta, raft.dump (the Raft log, term and
+snapshot), lockd.json (the member owning the dir), lockd.lock (held while the
+node runs: a second node on the same dir is refused). A damaged journal or
+snapshot is refused at start (exit 1); see docs/operations.md.
+
+\b
+Exit codes: 0 stopped by SIGTERM/Ctrl-C, 1 could not start (data dir, ports)
+or failed, 2 usage or configuration error.
+"""
+
+
+@cli.command(epilog=SERVE_EPILOG)
+@click.option("--config", envvar="LOCKD_CONFIG", show_envvar=True, metavar="FILE",
+              is_eager=True, expose_value=True, callback=_load_config_file,
+              type=click.Path(dir_okay=False),
+              help="TOML file with settings (keys = flag names); flags and LOCKD_* win over it.")
 @click.option("--raft-address", envvar="LOCKD_RAFT_ADDRESS", show_envvar=True,
               default="127.0.0.1:7101", show_default=True, metavar="HOST:PORT",
               help="This node's Raft address; it is also the member id. Keep it private.")
@@ -220,7 +296,14 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
               show_default=True, type=click.Path(file_okay=False),
               help="Where this node keeps its Raft journal and snapshot.")
 @click.option("--dev", is_flag=True, envvar="LOCKD_DEV", show_envvar=True,
-              help="Development mode: Raft on loopback without a password.")
+              help="Development mode: Raft on loopback without a password, no fsync.")
+@click.option("--fsync/--no-fsync", envvar="LOCKD_FSYNC", show_envvar=True, default=None,
+              help="Sync the journal to disk before acknowledging (one sync per Raft tick, "
+                   "shared by all entries in it), so acknowledged operations survive power "
+                   "loss. Default: on, off under --dev.")
+@click.option("--metrics-address", envvar="LOCKD_METRICS_ADDRESS", show_envvar=True, default="",
+              metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics "
+                                        "(default: off).")
 @click.option("--raft-password-file", envvar="LOCKD_RAFT_PASSWORD_FILE", show_envvar=True,
               metavar="FILE", help="File holding the cluster password that encrypts Raft "
                                    "traffic (required without --dev).")
@@ -707,6 +790,116 @@ def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
             _warn("sent SIGKILL to the command's process group")
         done.wait(5.0)
         return EXIT_SESSION_LOST
+
+
+# ---------------------------------------------------------------- bench (lockd/bench/)
+
+_BENCH_WORKLOADS = ("uncontended", "contended", "keepalive", "failover", "holder-failover")
+
+
+def _parse_workloads(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
+    """--workload NAME[,NAME...] (repeatable); `all` or nothing selects every workload."""
+    names = [n.strip() for v in value for n in v.split(",") if n.strip()]
+    if not names or "all" in names:
+        return _BENCH_WORKLOADS
+    bad = [n for n in names if n not in _BENCH_WORKLOADS]
+    if bad:
+        raise click.BadParameter(f"unknown workload {bad[0]!r}; choose from "
+                                 f"{', '.join(_BENCH_WORKLOADS)} or all", ctx, param)
+    return tuple(w for w in _BENCH_WORKLOADS if w in names)
+
+
+def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str):
+    """--workers N[,N...]: each a whole number >= 1."""
+    counts = []
+    for part in value.split(","):
+        part = part.strip()
+        try:
+            n = int(part)
+        except ValueError:
+            raise click.BadParameter(f"expected whole numbers like 1,16,64, got {part!r}",
+                                     ctx, param) from None
+        if not 1 <= n <= 10_000:
+            raise click.BadParameter(f"each count must be within 1..10000, got {n}", ctx, param)
+        counts.append(n)
+    return tuple(counts)
+
+
+@cli.command(epilog=SHORT_EPILOG)
+@_endpoints_option()
+@click.option("--local", is_flag=True,
+              help="Start a private local cluster (temporary data dir, stopped at the end); "
+                   "needed by the failover workload and for the leader's CPU.")
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True,
+              help="Nodes of the --local cluster.")
+@click.option("--fsync", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True, help="--local: run nodes with --fsync (auto: if supported).")
+@click.option("--workload", "-w", "workloads", multiple=True, callback=_parse_workloads,
+              metavar="NAME[,NAME...]",
+              help="uncontended, contended, keepalive, failover, holder-failover or all "
+                   "(default: all; repeatable).")
+@click.option("--workers", default="1,16,64", show_default=True, callback=_parse_worker_counts,
+              metavar="N[,N...]", help="Worker counts of the uncontended workload.")
+@click.option("--contended-workers", type=click.IntRange(2, 10_000), default=16,
+              show_default=True, help="Workers sharing the one lock of the contended workload.")
+@click.option("--duration", type=click.FloatRange(min=0.1, max=3600), default=10.0,
+              show_default=True, metavar="SECONDS", help="Measured window of each workload.")
+@click.option("--warmup", type=click.FloatRange(min=0, max=600), default=1.0,
+              show_default=True, metavar="SECONDS", help="Unmeasured time before each window.")
+@click.option("--sessions", type=click.IntRange(1, 100_000), default=1000, show_default=True,
+              help="Sessions kept alive by the keepalive workload.")
+@click.option("--session-ttl", type=click.FloatRange(MIN_TTL_MS / 1000, MAX_TTL_MS / 1000),
+              default=10.0, show_default=True, metavar="SECONDS",
+              help="TTL of the load generator's sessions.")
+@click.option("--ttl", type=click.FloatRange(MIN_TTL_MS / 1000, 600), default=5.0,
+              show_default=True, metavar="SECONDS",
+              help="TTL of the holder that holder-failover kills.")
+@click.option("--failover-repeats", "-k", type=click.IntRange(1, 100), default=3,
+              show_default=True, help="Kills per run of failover and holder-failover.")
+@click.option("--procs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Load-generator processes the workers are spread over.")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Runs of the whole suite; the report gives medians and spread.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the JSON results to this file.")
+@click.pass_context
+def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fsync: str,
+          workloads: tuple[str, ...], workers: tuple[int, ...], contended_workers: int,
+          duration: float, warmup: float, sessions: int, session_ttl: float, ttl: float,
+          failover_repeats: int, procs: int, repeat: int, as_json: bool,
+          out: str | None) -> None:
+    """Measure a cluster: lock throughput and latency, hand-off, keepalives, failover.
+
+    Against --endpoints / LOCKD_ENDPOINTS, or (--local) a private local cluster that it
+    starts and stops itself; the failover workload runs only then. See docs/performance.md.
+    """
+    from lockd.bench.report import render
+    from lockd.bench.runner import BenchError, BenchOptions, run_suite
+
+    g = _globals(ctx, endpoints)
+    opts = BenchOptions(
+        endpoints=g.endpoints, timeout=g.timeout, local=local, nodes=nodes, fsync=fsync,
+        workloads=workloads, workers=workers, contended_workers=contended_workers,
+        duration=duration, warmup=warmup, sessions=sessions, session_ttl=session_ttl, ttl=ttl,
+        failover_repeats=failover_repeats, procs=procs, repeat=repeat,
+        log=lambda msg: click.echo(f"lockd: bench: {msg}", err=True))
+    try:
+        data = run_suite(opts)
+    except BenchError as e:
+        raise CliError(str(e), EXIT_UNAVAILABLE if e.unavailable else EXIT_ERROR) from None
+    except KeyboardInterrupt:
+        raise CliError("interrupted", EXIT_SIGNAL_BASE + signal.SIGINT) from None
+    if out:
+        try:
+            with open(out, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+        except OSError as e:
+            raise CliError(f"--out: cannot write {out}: {e.strerror or e}") from None
+    if as_json:
+        _print_json(data)
+    else:
+        render(data)
 
 
 # ---------------------------------------------------------------- entry point

@@ -109,9 +109,14 @@ class AcquireMany:
 
 @dataclass(frozen=True, slots=True)
 class EndLockDelay:
-    """A lock's lock-delay is over: waiters may be granted again (proposed by the leader)."""
+    """A lock's lock-delay is over: waiters may be granted again (proposed by the leader).
+
+    `until_ms` is the delay end the leader saw; a delay that was extended past it since
+    (another holder of a shared lock expired) is left alone. 0 ends any delay.
+    """
 
     lock: str
+    until_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +252,12 @@ class WaitEnded:
 @dataclass(frozen=True, slots=True)
 class LockDelayed:
     lock: str
-    until_ms: int
+    until_ms: int   # the expiring leader's wall clock (ms since the epoch) + the holder's delay
+
+
+@dataclass(frozen=True, slots=True)
+class LockDelayEnded:
+    lock: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,8 @@ class NodeConfig:
     grpc_advertise_address: str = ""     # what clients dial (default: grpc_address)
     data_dir: str = "lockd-data"
     dev: bool = False
+    fsync: bool | None = None            # None: on, except under --dev (see fsync_enabled)
+    metrics_address: str = ""            # HOST:PORT of the Prometheus endpoint; "" = off
     raft_password: str | None = None
     # Raft timing (seconds)
     raft_min_timeout_s: float = 0.4
@@ -75,9 +77,22 @@ class NodeConfig:
         return self.grpc_advertise_address or self.grpc_address
 
     @property
+    def fsync_enabled(self) -> bool:
+        """Sync the journal before acknowledging: --fsync, default on outside --dev."""
+        return (not self.dev) if self.fsync is None else self.fsync
+
+    @property
     def grace_s(self) -> float:
-        """Extra life a new leader gives every session (DESIGN §4.3; see docs/sessions.md)."""
+        """DESIGN §4.3's grace (> F + max election timeout): how much longer than its TTL a dead
+        client's session may live across leader changes (docs/sessions.md)."""
         return self.leader_fallback_timeout_s + self.raft_max_timeout_s + 1.0
+
+    @property
+    def promotion_grace_s(self) -> float:
+        """Extra life a new leader gives a session it has no recorded silence for: F + 0.5 s.
+        A deposed leader acknowledges nothing later than F after the election (docs/sessions.md),
+        so this is safe, and it leaves the election's own length inside `grace_s`."""
+        return self.leader_fallback_timeout_s + 0.5
 
     def validate(self) -> "NodeConfig":
         """Check every setting; raise ConfigError naming the flag."""
@@ -93,6 +108,10 @@ class NodeConfig:
                 raise ConfigError("--grpc-advertise-address: must be an address clients can dial")
         for p in self.peers:
             split_hostport(p, "--peers")
+        if self.metrics_address:
+            split_hostport(self.metrics_address, "--metrics-address")
+        if not self.data_dir:
+            raise ConfigError("--data-dir: must not be empty")
         if self.raft_address in self.peers:
             raise ConfigError("--peers: must not contain this node's own --raft-address")
         if not self.dev and not self.raft_password:

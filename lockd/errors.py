@@ -27,6 +27,7 @@ class ErrorCode(enum.Enum):
     ALREADY_HELD = "ALREADY_HELD"
     ALREADY_WAITING = "ALREADY_WAITING"
     MODE_CONFLICT = "MODE_CONFLICT"
+    DEADLOCK = "DEADLOCK"
     WAIT_TIMEOUT = "WAIT_TIMEOUT"
     CANCELLED = "CANCELLED"
     NOT_LEADER = "NOT_LEADER"
@@ -45,6 +46,9 @@ _TABLE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.ALREADY_HELD: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.ALREADY_WAITING: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.MODE_CONFLICT: grpc.StatusCode.FAILED_PRECONDITION,
+    # ABORTED, as databases answer a deadlock victim: a concurrency conflict the caller may
+    # resolve (release what it holds, retry later), not a precondition of its own request.
+    ErrorCode.DEADLOCK: grpc.StatusCode.ABORTED,
     ErrorCode.WAIT_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.CANCELLED: grpc.StatusCode.CANCELLED,
     ErrorCode.NOT_LEADER: grpc.StatusCode.UNAVAILABLE,

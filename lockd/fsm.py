@@ -8,6 +8,22 @@ raises for a business outcome (pysyncobj retries a raising entry forever); outco
 State: sessions (with their held locks, waits, recent request results and recorded
 silence), locks (holders and a strict FIFO wait queue), the global fencing counter
 `next_token`, the leader `epoch`, members' gRPC addresses, and an event `revision`.
+
+Beyond the mutex (DESIGN §2):
+- Reentrancy: an Acquire with `reentrant` and an `owner` records the owner on the grant; the
+  same session and owner acquiring again gets the same token and `count + 1`; Release
+  decrements, and the lock is freed at 0. Anything else by the holder is ALREADY_HELD.
+- Lock-delay: a holder's `lock_delay_ms` starts when its session EXPIRES (never on release or
+  close): `delay_until_ms = ExpireSession.now_ms + lock_delay_ms` (the leader's wall clock,
+  carried by the command; the FSM reads no clock). While a lock is delayed nothing is granted
+  on it, waiters stay queued, and the entry is kept even when empty. The leader proposes
+  `EndLockDelay` when the time has come; that apply grants the head waiters.
+- Deadlock detection: a blocking Acquire whose wait would close a cycle in the wait-for graph
+  is refused with DEADLOCK and the cycle. A waiter waits for the holders of its lock and for
+  the conflicting waiters ahead of it (strict FIFO makes queue order a real dependency).
+  Semaphores (permits > 1) add no edges: their waiters wait for ANY holder, and a cycle
+  through one is not necessarily a deadlock. Checking at enqueue suffices: a grant or a
+  removal only adds edges between sessions already connected, so the graph stays acyclic.
 """
 
 from __future__ import annotations
@@ -23,7 +39,10 @@ from .commands import (
     ClearSilence,
     CloseSession,
     EpochBegan,
+    EndLockDelay,
     ExpireSession,
+    LockDelayed,
+    LockDelayEnded,
     LockGranted,
     LockReleased,
     OpenSession,
@@ -36,61 +55,86 @@ from .commands import (
     WaiterAdded,
 )
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+"""2 added holders' owner/count/lock_delay_ms, waiters' owner/lock_delay_ms and locks'
+delay_until_ms; format 1 snapshots still load (those fields take their defaults)."""
+_READABLE_FORMATS = (1, 2)
 
 # Limits are part of the replicated semantics, so they are constants here (never per-node config).
 MAX_SESSIONS = 100_000
 MAX_LOCKS_PER_SESSION = 10_000
 MAX_WAITERS_PER_LOCK = 10_000
 MAX_RESULTS_PER_SESSION = 256
+MAX_LOCK_DELAY_MS = 60_000
+MAX_OWNER_BYTES = 128
 
 
 class Holder:
-    __slots__ = ("session_id", "token", "mode", "request_id", "value")
+    """One grant. `owner` is set only for a reentrant grant; `count` is its hold count."""
 
-    def __init__(self, session_id: str, token: int, mode: int, request_id: str, value: bytes):
+    __slots__ = ("session_id", "token", "mode", "request_id", "value", "owner", "count",
+                 "lock_delay_ms")
+
+    def __init__(self, session_id: str, token: int, mode: int, request_id: str, value: bytes,
+                 owner: str = "", count: int = 1, lock_delay_ms: int = 0):
         self.session_id = session_id
         self.token = token
         self.mode = mode
         self.request_id = request_id
         self.value = value
+        self.owner = owner
+        self.count = count
+        self.lock_delay_ms = lock_delay_ms
 
     def to_list(self) -> list:
-        return [self.session_id, self.token, self.mode, self.request_id, self.value.decode("latin-1")]
+        return [self.session_id, self.token, self.mode, self.request_id,
+                self.value.decode("latin-1"), self.owner, self.count, self.lock_delay_ms]
 
     @classmethod
     def from_list(cls, r: list) -> "Holder":
-        return cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"))
+        return cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"), *r[5:8])
 
 
 class Waiter:
-    __slots__ = ("session_id", "request_id", "mode", "permits", "value")
+    __slots__ = ("session_id", "request_id", "mode", "permits", "value", "owner",
+                 "lock_delay_ms")
 
-    def __init__(self, session_id: str, request_id: str, mode: int, permits: int, value: bytes):
+    def __init__(self, session_id: str, request_id: str, mode: int, permits: int, value: bytes,
+                 owner: str = "", lock_delay_ms: int = 0):
         self.session_id = session_id
         self.request_id = request_id
         self.mode = mode
         self.permits = permits
         self.value = value
+        self.owner = owner
+        self.lock_delay_ms = lock_delay_ms
 
     def to_list(self) -> list:
-        return [self.session_id, self.request_id, self.mode, self.permits, self.value.decode("latin-1")]
+        return [self.session_id, self.request_id, self.mode, self.permits,
+                self.value.decode("latin-1"), self.owner, self.lock_delay_ms]
 
     @classmethod
     def from_list(cls, r: list) -> "Waiter":
-        return cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"))
+        return cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"), *r[5:7])
 
 
 class LockEntry:
-    """One lock: its holders (insertion-ordered by session id) and FIFO waiters."""
+    """One lock: its holders (insertion-ordered by session id), FIFO waiters, and the end of
+    its lock-delay (0: none; else the wall-clock ms until which nothing is granted)."""
 
-    __slots__ = ("name", "permits", "holders", "waiters")
+    __slots__ = ("name", "permits", "holders", "waiters", "delay_until_ms")
 
     def __init__(self, name: str, permits: int):
         self.name = name
         self.permits = permits
         self.holders: dict[str, Holder] = {}
         self.waiters: list[Waiter] = []
+        self.delay_until_ms = 0
+
+    @property
+    def idle(self) -> bool:
+        """No holders and no waiters (a delayed idle lock still stays in the table)."""
+        return not self.holders and not self.waiters
 
     @property
     def mode(self) -> int:
@@ -131,6 +175,7 @@ class LockStateMachine:
         self.leader = ""
         self.members: dict[str, str] = {}      # raft address -> gRPC address
         self.revision = 0
+        self.delayed: dict[str, int] = {}      # lock name -> delay_until_ms (an index of locks)
         self._events: list = []
 
     # ------------------------------------------------------------ apply
@@ -189,11 +234,14 @@ class LockStateMachine:
             return "STALE_EPOCH", {"epoch": self.epoch}
         if cmd.session_id not in self.sessions:
             return "SESSION_NOT_FOUND", None
-        released = self._end_session(cmd.session_id, "expired")
+        released = self._end_session(cmd.session_id, "expired", cmd.now_ms)
         return None, {"released": released}
 
-    def _end_session(self, sid: str, cause: str) -> list:
-        """Drop a session's waits, release its locks, then grant each touched lock's waiters."""
+    def _end_session(self, sid: str, cause: str, now_ms: int = 0) -> list:
+        """Drop a session's waits, release its locks, then grant each touched lock's waiters.
+
+        On expiry (an unclean loss) each released grant's lock-delay starts at `now_ms`.
+        """
         s = self.sessions[sid]
         touched = list(s.waits)
         for name, req in list(s.waits.items()):
@@ -203,8 +251,15 @@ class LockStateMachine:
         s.waits.clear()
         released = list(s.held)
         for name in released:
-            h = self.locks[name].holders.pop(sid)
+            lk = self.locks[name]
+            h = lk.holders.pop(sid)
             self._emit(LockReleased(name, sid, h.token, cause))
+            if cause == "expired" and h.lock_delay_ms > 0:
+                until = now_ms + h.lock_delay_ms
+                if until > lk.delay_until_ms:
+                    lk.delay_until_ms = until
+                    self.delayed[name] = until
+                    self._emit(LockDelayed(name, until))
         del self.sessions[sid]
         self._emit(SessionClosed(sid, cause))
         for name in released + touched:
@@ -246,31 +301,42 @@ class LockStateMachine:
         cached = s.results.get(cmd.request_id)
         if cached is not None:
             return cached[0], cached[1]
+        # The servicer validates these; the FSM still never trusts a command blindly.
+        if cmd.reentrant and not cmd.owner:
+            return "INVALID_ARGUMENT", {"error": "owner is required with reentrant"}
+        if not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
+            return "INVALID_ARGUMENT", {"error": "lock_delay_ms out of range"}
+        owner = cmd.owner if cmd.reentrant else ""
         lk = self.locks.get(cmd.lock)
         if lk is not None:
             h = lk.holders.get(cmd.session_id)
             if h is not None:
                 if h.request_id == cmd.request_id:
-                    return None, {"granted": True, "token": h.token}
+                    return None, self._grant_value(h)
+                if owner and h.owner == owner:
+                    return self._reenter(s, lk, h, cmd)
                 return "ALREADY_HELD", {"token": h.token}
             if cmd.lock in s.waits:
                 if s.waits[cmd.lock] == cmd.request_id:
                     return None, {"queued": True}
                 return "ALREADY_WAITING", None
-            if cmd.mode == EXCLUSIVE and cmd.permits != lk.permits:
-                return "MODE_CONFLICT", {"permits": lk.permits}
-            if cmd.mode == SHARED and lk.permits > 1:
-                return "MODE_CONFLICT", {"permits": lk.permits}
+            if not lk.idle:
+                if cmd.mode == EXCLUSIVE and cmd.permits != lk.permits:
+                    return "MODE_CONFLICT", {"permits": lk.permits}
+                if cmd.mode == SHARED and lk.permits > 1:
+                    return "MODE_CONFLICT", {"permits": lk.permits}
         if len(s.held) + len(s.waits) >= MAX_LOCKS_PER_SESSION:
             return "LIMIT_EXCEEDED", {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
         if lk is None:
             lk = LockEntry(cmd.lock, cmd.permits if cmd.mode == EXCLUSIVE else 1)
             self.locks[cmd.lock] = lk
-        if not lk.waiters and lk.compatible(cmd.mode, cmd.permits):
-            if not lk.holders and cmd.mode == EXCLUSIVE:
-                lk.permits = cmd.permits
-            token = self._grant(lk, cmd.session_id, cmd.request_id, cmd.mode, cmd.value)
-            value = {"granted": True, "token": token}
+        if lk.idle:
+            # An empty entry kept only by its lock-delay takes the newcomer's permits.
+            lk.permits = cmd.permits if cmd.mode == EXCLUSIVE else 1
+        if not lk.waiters and not lk.delay_until_ms and lk.compatible(cmd.mode, cmd.permits):
+            token = self._grant(lk, cmd.session_id, cmd.request_id, cmd.mode, cmd.value,
+                                owner, cmd.lock_delay_ms)
+            value = self._grant_value(lk.holders[cmd.session_id])
             self._remember(s, cmd.request_id, None, value)
             return None, value
         if not cmd.wait:
@@ -281,23 +347,49 @@ class LockStateMachine:
         if len(lk.waiters) >= MAX_WAITERS_PER_LOCK:
             self._drop_if_empty(lk)
             return "LIMIT_EXCEEDED", {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
-        if not lk.holders and not lk.waiters and cmd.mode == EXCLUSIVE:
-            lk.permits = cmd.permits
-        lk.waiters.append(Waiter(cmd.session_id, cmd.request_id, cmd.mode, cmd.permits, cmd.value))
+        cycle = self._find_cycle(cmd.session_id, lk, cmd.mode)
+        if cycle is not None:
+            self._drop_if_empty(lk)
+            return "DEADLOCK", {"cycle": cycle}
+        lk.waiters.append(Waiter(cmd.session_id, cmd.request_id, cmd.mode, cmd.permits,
+                                 cmd.value, owner, cmd.lock_delay_ms))
         s.waits[cmd.lock] = cmd.request_id
         self._emit(WaiterAdded(cmd.lock, cmd.session_id, cmd.request_id))
         return None, {"queued": True}
 
-    def _grant(self, lk: LockEntry, sid: str, request_id: str, mode: int, value: bytes) -> int:
+    @staticmethod
+    def _grant_value(h: Holder) -> dict:
+        """The result of a grant; a reentrant one also carries its hold count."""
+        if h.owner:
+            return {"granted": True, "token": h.token, "count": h.count}
+        return {"granted": True, "token": h.token}
+
+    def _reenter(self, s: SessionEntry, lk: LockEntry, h: Holder, cmd: Acquire):
+        """The holder's owner acquires again: same token, one more hold (no new grant)."""
+        if cmd.mode != h.mode or (cmd.mode == EXCLUSIVE and cmd.permits != lk.permits):
+            return "MODE_CONFLICT", {"permits": lk.permits}
+        h.count += 1
+        h.lock_delay_ms = max(h.lock_delay_ms, cmd.lock_delay_ms)
+        value = {"granted": True, "token": h.token, "count": h.count}
+        self._remember(s, cmd.request_id, None, value)
+        return None, value
+
+    def _grant(self, lk: LockEntry, sid: str, request_id: str, mode: int, value: bytes,
+               owner: str = "", lock_delay_ms: int = 0) -> int:
         token = self.next_token
         self.next_token += 1
-        lk.holders[sid] = Holder(sid, token, mode, request_id, value)
+        lk.holders[sid] = Holder(sid, token, mode, request_id, value, owner, 1, lock_delay_ms)
         self.sessions[sid].held[lk.name] = token
         self._emit(LockGranted(lk.name, sid, request_id, token, mode))
         return token
 
     def _grant_waiters(self, lk: LockEntry) -> None:
-        """Grant from the head of the queue while the head is compatible (strict FIFO)."""
+        """Grant from the head of the queue while the head is compatible (strict FIFO).
+
+        Nothing is granted while the lock is in its lock-delay.
+        """
+        if lk.delay_until_ms:
+            return
         while lk.waiters:
             w = lk.waiters[0]
             if not lk.compatible(w.mode, w.permits):
@@ -307,13 +399,81 @@ class LockStateMachine:
             lk.waiters.pop(0)
             s = self.sessions[w.session_id]
             del s.waits[lk.name]
-            token = self._grant(lk, w.session_id, w.request_id, w.mode, w.value)
-            self._remember(s, w.request_id, None, {"granted": True, "token": token})
+            self._grant(lk, w.session_id, w.request_id, w.mode, w.value, w.owner,
+                        w.lock_delay_ms)
+            self._remember(s, w.request_id, None, self._grant_value(lk.holders[w.session_id]))
         self._drop_if_empty(lk)
 
     def _drop_if_empty(self, lk: LockEntry) -> None:
-        if not lk.holders and not lk.waiters:
+        if lk.idle and not lk.delay_until_ms:
             self.locks.pop(lk.name, None)
+
+    def _end_lock_delay(self, cmd: EndLockDelay):
+        """The leader says the lock-delay is over: grant the head waiters (pushed to them)."""
+        lk = self.locks.get(cmd.lock)
+        if lk is None or not lk.delay_until_ms:
+            return None, {"ended": False}
+        if cmd.until_ms and cmd.until_ms < lk.delay_until_ms:
+            return None, {"ended": False, "until_ms": lk.delay_until_ms}   # extended since
+        lk.delay_until_ms = 0
+        del self.delayed[lk.name]
+        self._emit(LockDelayEnded(lk.name))
+        self._grant_waiters(lk)
+        return None, {"ended": True}
+
+    # ------------------------------------------------------------ deadlock detection
+
+    def _waits_for(self, lk: LockEntry, sid: str, mode: int, pos: int) -> list[str]:
+        """Sessions a request of `sid` at queue position `pos` of `lk` waits for, sorted."""
+        if lk.permits > 1:
+            return []    # a semaphore waiter waits for ANY holder: no definite edge
+        out = dict.fromkeys(h for h in lk.holders if h != sid)
+        for w in lk.waiters[:pos]:
+            if w.session_id != sid and not (w.mode == SHARED and mode == SHARED):
+                out[w.session_id] = None
+        return sorted(out)
+
+    def _find_cycle(self, sid: str, lk: LockEntry, mode: int) -> list | None:
+        """If `sid` waiting at the tail of `lk` would close a wait-for cycle, the shortest one.
+
+        Breadth-first over the wait-for graph in sorted order (deterministic on every
+        replica). Returns [[session label, lock it waits for], ...] starting with `sid`, or
+        None. Labels are client names with shortened ids: never full session ids.
+        """
+        parent: dict[str, tuple[str, str]] = {}
+        frontier = []
+        for t in self._waits_for(lk, sid, mode, len(lk.waiters)):
+            parent[t] = (sid, lk.name)
+            frontier.append(t)
+        while frontier and sid not in parent:
+            nxt = []
+            for u in frontier:
+                su = self.sessions[u]
+                for name in sorted(su.waits):
+                    lk2 = self.locks[name]
+                    pos = next(i for i, w in enumerate(lk2.waiters) if w.session_id == u)
+                    for t in self._waits_for(lk2, u, lk2.waiters[pos].mode, pos):
+                        if t not in parent:
+                            parent[t] = (u, name)
+                            nxt.append(t)
+            frontier = nxt
+        if sid not in parent:
+            return None
+        edges = []
+        cur = sid
+        while True:
+            prev, name = parent[cur]
+            edges.append([self._label(prev), name])
+            cur = prev
+            if cur == sid:
+                break
+        edges.reverse()
+        return edges
+
+    def _label(self, sid: str) -> str:
+        s = self.sessions.get(sid)
+        short = sid[:8]
+        return f"{s.client_name}/{short}" if s is not None and s.client_name else short
 
     def _release(self, cmd: Release):
         s = self.sessions.get(cmd.session_id)
@@ -326,6 +486,12 @@ class LockStateMachine:
         h = lk.holders.get(cmd.session_id) if lk is not None else None
         if h is None or h.token != cmd.token:
             return "NOT_HOLDER", None
+        if h.count > 1:
+            # A reentrant hold: one fewer; the lock stays held with the same token.
+            h.count -= 1
+            value = {"count": h.count}
+            self._remember(s, cmd.request_id, None, value)
+            return None, value
         del lk.holders[cmd.session_id]
         del s.held[cmd.lock]
         self._emit(LockReleased(cmd.lock, cmd.session_id, h.token, "released"))
@@ -351,7 +517,7 @@ class LockStateMachine:
         if lk is not None:
             h = lk.holders.get(cmd.session_id)
             if h is not None and h.request_id == cmd.request_id:
-                return None, {"granted": True, "token": h.token}
+                return None, self._grant_value(h)
         cached = s.results.get(cmd.request_id)
         if cached is not None:
             return cached[0], cached[1]
@@ -368,9 +534,11 @@ class LockStateMachine:
             "name": lk.name,
             "mode": lk.mode,
             "permits": lk.permits,
+            "lock_delay_until_ms": lk.delay_until_ms,
             "holders": [
                 {"token": h.token, "mode": h.mode, "value": h.value,
-                 "client_name": self._client_name(h.session_id)}
+                 "client_name": self._client_name(h.session_id), "count": h.count,
+                 "owner": h.owner, "lock_delay_ms": h.lock_delay_ms}
                 for h in lk.holders.values()
             ],
             "waiters": [
@@ -398,6 +566,10 @@ class LockStateMachine:
     def waiter_count(self) -> int:
         return sum(len(lk.waiters) for lk in self.locks.values())
 
+    def lock_delays(self) -> list[tuple[str, int]]:
+        """(lock, delay_until_ms) of every lock in its lock-delay, in the order they began."""
+        return list(self.delayed.items())
+
     def holder_tokens(self, name: str) -> list[int]:
         lk = self.locks.get(name)
         return [h.token for h in lk.holders.values()] if lk is not None else []
@@ -421,7 +593,7 @@ class LockStateMachine:
             ],
             "locks": [
                 [lk.name, lk.permits, [h.to_list() for h in lk.holders.values()],
-                 [w.to_list() for w in lk.waiters]]
+                 [w.to_list() for w in lk.waiters], lk.delay_until_ms]
                 for lk in self.locks.values()
             ],
         }
@@ -429,7 +601,7 @@ class LockStateMachine:
     @classmethod
     def from_snapshot(cls, d: dict) -> "LockStateMachine":
         """Rebuild a state machine from `to_snapshot()` output."""
-        if d.get("format") != SNAPSHOT_FORMAT:
+        if d.get("format") not in _READABLE_FORMATS:
             raise ValueError(f"unsupported snapshot format {d.get('format')!r}")
         m = cls()
         m.next_token = d["next_token"]
@@ -444,8 +616,11 @@ class LockStateMachine:
             s.results = {k: [c, v] for k, c, v in results}
             s.silent_ms = silent
             m.sessions[sid] = s
-        for name, permits, holders, waiters in d["locks"]:
+        for name, permits, holders, waiters, *rest in d["locks"]:
             lk = LockEntry(name, permits)
+            lk.delay_until_ms = rest[0] if rest else 0
+            if lk.delay_until_ms:
+                m.delayed[name] = lk.delay_until_ms
             for r in holders:
                 h = Holder.from_list(r)
                 lk.holders[h.session_id] = h
@@ -473,4 +648,5 @@ _HANDLERS = {
     Acquire: LockStateMachine._acquire,
     Release: LockStateMachine._release,
     CancelWait: LockStateMachine._cancel_wait,
+    EndLockDelay: LockStateMachine._end_lock_delay,
 }

@@ -3,6 +3,7 @@
 `rpc_handler` wraps every servicer method: it binds `rpc`, `peer` and `request_id` into the
 structlog context, turns `LockdAbort` into its rich status, logs unexpected exceptions with
 an error id and answers INTERNAL with generic text (never a stack trace).
+`MetricsInterceptor` is the server interceptor that times every RPC for Prometheus.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import time
 import uuid
 
 import grpc
@@ -66,3 +68,93 @@ def rpc_handler(fn):
             except Exception as e:  # noqa: BLE001
                 await _fail(context, e)
     return wrapper
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Times every unary RPC into `lockd_rpc_duration_seconds{service,method,code}` and counts
+    streaming RPCs (started, active). Covers every service, health and reflection included."""
+
+    def __init__(self, metrics) -> None:
+        self._m = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        service = service.rpartition(".")[2] or service
+        m = self._m
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            async def unary_unary(request, context):
+                t0 = time.perf_counter()
+                code = "UNKNOWN"
+                try:
+                    result = inner(request, context)
+                    if inspect.isawaitable(result):
+                        result = await result
+                    code = _status_name(context, "OK")
+                    return result
+                except asyncio.CancelledError:
+                    code = "CANCELLED"
+                    raise
+                except BaseException:
+                    code = _status_name(context, "UNKNOWN")
+                    raise
+                finally:
+                    m.rpc_seconds.labels(service, method, code).observe(time.perf_counter() - t0)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        streams = (("unary_stream", grpc.unary_stream_rpc_method_handler),
+                   ("stream_stream", grpc.stream_stream_rpc_method_handler),
+                   ("stream_unary", grpc.stream_unary_rpc_method_handler))
+        for attr, make in streams:
+            inner = getattr(handler, attr)
+            if inner is None:
+                continue
+            started = m.rpc_streams_started.labels(service, method)
+            active = m.rpc_streams_active.labels(service, method)
+            if attr == "stream_unary":
+                async def wrapped(request, context, inner=inner):
+                    started.inc()
+                    active.inc()
+                    try:
+                        result = inner(request, context)
+                        return (await result) if inspect.isawaitable(result) else result
+                    finally:
+                        active.dec()
+            else:
+                async def wrapped(request, context, inner=inner):
+                    started.inc()
+                    active.inc()
+                    try:
+                        result = inner(request, context)
+                        if hasattr(result, "__aiter__"):
+                            async for item in result:
+                                yield item
+                        elif inspect.isawaitable(result):
+                            await result
+                    finally:
+                        active.dec()
+            return make(wrapped, request_deserializer=handler.request_deserializer,
+                        response_serializer=handler.response_serializer)
+        return handler
+
+
+def _status_name(context, default: str) -> str:
+    """The status code a handler set (abort or set_code), by name; `default` if none."""
+    try:
+        code = context.code()
+    except Exception:  # noqa: BLE001
+        return default
+    if code is None:
+        return default
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    for sc in grpc.StatusCode:
+        if sc.value[0] == code:
+            return sc.name
+    return default

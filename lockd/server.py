@@ -13,6 +13,7 @@ os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"   # before the first `import grpc` 
 
 import asyncio  # noqa: E402
 import signal  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import grpc  # noqa: E402
@@ -24,8 +25,11 @@ from grpc_reflection.v1alpha import reflection  # noqa: E402
 from . import commands as C  # noqa: E402
 from .clock import Clock, SystemClock  # noqa: E402
 from .config import NodeConfig  # noqa: E402
+from .datadir import StorageError  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
+from .interceptors import MetricsInterceptor  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
+from .metrics import NodeCollector, NodeMetrics  # noqa: E402
 from .replication import ReplicatedNode  # noqa: E402
 from .service import ClusterService, LockService  # noqa: E402
 from .sessions import SessionTracker  # noqa: E402
@@ -43,7 +47,11 @@ class LockdNode:
         self.clock = clock or SystemClock()
         self.tracker = SessionTracker()
         self.waiters = Waiters()
-        self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership)
+        self.metrics = NodeMetrics()
+        self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership,
+                                   metrics=self.metrics)
+        self.metrics.registry.register(NodeCollector(self))
+        self.metrics_port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: grpc.aio.Server | None = None
         self.grpc_port = 0
@@ -51,6 +59,7 @@ class LockdNode:
         self.keepalives = 0
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
+        self._ending_delays: set[str] = set()   # locks with an EndLockDelay in flight
 
     # ------------------------------------------------------------ lifecycle
 
@@ -61,7 +70,7 @@ class LockdNode:
         self.server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", 4 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
-        ])
+        ], interceptors=[MetricsInterceptor(self.metrics)])
         lockd_pb2_grpc.add_LockServicer_to_server(LockService(self), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
         self.health = HealthServicer()
@@ -76,11 +85,17 @@ class LockdNode:
         except RuntimeError as e:
             raise OSError(f"--grpc-address: cannot listen on {self.config.grpc_address}: {e}") from e
         await self.server.start()
+        if self.config.metrics_address:
+            try:
+                self.metrics_port = self.metrics.serve(self.config.metrics_address)
+            except OSError as e:
+                raise OSError(f"--metrics-address: cannot listen on "
+                              f"{self.config.metrics_address}: {e.strerror or e}") from e
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._tasks.append(asyncio.create_task(self._reaper_loop()))
         self._tasks.append(asyncio.create_task(self._member_info_loop()))
         log.info("node_started", node=self.config.raft_address, grpc=self.config.grpc_address,
-                 grpc_port=self.grpc_port)
+                 grpc_port=self.grpc_port, metrics_port=self.metrics_port or None)
 
     async def stop(self, grace: float = 1.0) -> None:
         """Stop serving, then stop Raft."""
@@ -90,6 +105,7 @@ class LockdNode:
         self.waiters.fail_all()
         if self.server is not None:
             await self.server.stop(grace)
+        self.metrics.stop()
         await asyncio.get_running_loop().run_in_executor(None, self.raft.stop)
         log.info("node_stopped", node=self.config.raft_address)
 
@@ -132,6 +148,10 @@ class LockdNode:
     def _on_events(self, events: list) -> None:
         """Runs on pysyncobj's tick thread: update the tracker, hand waits to the loop."""
         now = self.clock.monotonic()
+        try:
+            self.metrics.observe_events(events, time.monotonic(), timing=self.raft.is_ready())
+        except Exception:  # noqa: BLE001 - metrics never break event dispatch
+            log.exception("metrics_update_failed")
         wake = False
         for ev in events:
             if isinstance(ev, C.SessionOpened):
@@ -173,10 +193,10 @@ class LockdNode:
         now = self.clock.monotonic()
         with self.raft.state_lock:
             sessions = self.raft.session_silences(time.monotonic())
-            self.tracker.promote(now, sessions, self.config.grace_s)
+            self.tracker.promote(now, sessions, self.config.promotion_grace_s)
             self.ready_epoch = term
         log.info("leader_ready", node=self.config.raft_address, epoch=term, sessions=len(sessions),
-                 grace_s=self.config.grace_s,
+                 grace_s=self.config.promotion_grace_s,
                  max_silence_ms=max((s[2] for s in sessions), default=0))
 
     def _demote(self) -> None:
@@ -203,14 +223,43 @@ class LockdNode:
             epoch = self.ready_epoch
             for sid in self.tracker.due(now):
                 asyncio.ensure_future(self._expire(sid, epoch))
+            self._end_due_lock_delays()
+            gone = self.tracker.disconnect_silences(now)
+            if gone:
+                asyncio.ensure_future(self._checkpoint(epoch, gone))
             if now >= next_ckpt:
                 next_ckpt = now + self.config.checkpoint_period_s
                 silences = self.tracker.silences(now)
                 if silences:
                     asyncio.ensure_future(self._checkpoint(epoch, silences))
 
+    def _end_due_lock_delays(self) -> None:
+        """Propose EndLockDelay for every lock whose lock-delay has run out.
+
+        Reads the delays from the replicated state on every tick, so a new leader ends the
+        delays its predecessor started (failover) and a restored snapshot's too. The end
+        times are on the expiring leader's wall clock: members' clocks are assumed roughly
+        in sync (docs/lock-delay.md); a skew moves the end of a delay by as much.
+        """
+        now_ms = _wall_ms()
+        for lock, until_ms in self.raft.read(lambda f: f.lock_delays()):
+            if until_ms <= now_ms and lock not in self._ending_delays:
+                self._ending_delays.add(lock)
+                asyncio.ensure_future(self._end_lock_delay(lock, until_ms))
+
+    async def _end_lock_delay(self, lock: str, until_ms: int) -> None:
+        try:
+            r = await asyncio.wrap_future(self.raft.propose(C.EndLockDelay(lock, until_ms)))
+            if r.code is None and (r.value or {}).get("ended"):
+                log.info("lock_delay_ended", lock=lock)
+            elif r.code is not None:
+                log.debug("end_lock_delay_failed", lock=lock, code=r.code)
+        finally:
+            self._ending_delays.discard(lock)
+
     async def _expire(self, sid: str, epoch: int) -> None:
-        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch)))
+        # now_ms starts the lock-delays this expiry causes (the FSM reads no clock).
+        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch, _wall_ms())))
         if r.code in (None, "SESSION_NOT_FOUND"):
             self.tracker.remove(sid)
             if r.code is None:
@@ -239,6 +288,12 @@ class LockdNode:
             await asyncio.wrap_future(self.raft.propose(self.raft.member_info_cmd()))
 
 
+def _wall_ms() -> int:
+    """The wall clock in ms since the epoch: only for lock-delay end times, which must mean the
+    same on every member (monotonic clocks do not cross nodes)."""
+    return int(time.time() * 1000)
+
+
 def run_node(config: NodeConfig) -> int:
     """Run one node in the foreground until SIGTERM/SIGINT; return the exit code."""
     configure_logging(config.log_format, config.log_level)
@@ -251,8 +306,9 @@ def run_node(config: NodeConfig) -> int:
             loop.add_signal_handler(sig, stop.set)
         try:
             await node.start()
-        except OSError as e:
-            log.error("node_start_failed", error=str(e))
+        except (OSError, StorageError) as e:
+            log.error("node_start_failed", data_dir=config.data_dir, error=str(e))
+            print(f"lockd: error: {e}", file=sys.stderr, flush=True)
             await node.stop(0)
             return 1
         await stop.wait()

@@ -9,6 +9,7 @@ the leader's gRPC address in the ErrorInfo metadata.
 from __future__ import annotations
 
 import asyncio
+import json
 import unicodedata
 import uuid
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import structlog
 from . import commands as C
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
 from .errors import ErrorCode, LockdAbort, invalid, to_status
+from .fsm import MAX_LOCK_DELAY_MS, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .logconfig import short_id
 from .sessions import RENEW_NOT_FOUND, RENEW_OK
@@ -111,8 +113,14 @@ class LockService(pbg.LockServicer):
             ErrorCode.OVERLOADED: "leader overloaded; retry later",
             ErrorCode.WAIT_TIMEOUT: "wait timed out",
             ErrorCode.CANCELLED: "wait cancelled",
+            ErrorCode.DEADLOCK: "waiting would close a cycle in the wait-for graph",
         }.get(code, code.name.lower())
         meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error")}
+        if "cycle" in (r.value or {}):
+            # [[session label, lock], ...]: labels are client names + short ids, never full ids
+            cycle = r.value["cycle"]
+            meta["cycle"] = json.dumps(cycle, ensure_ascii=False, separators=(",", ":"))
+            msg = f"{msg}: " + " -> ".join(f"{who} waits for {lock!r}" for who, lock in cycle)
         if "error" in meta:
             msg = f"{msg} ({meta['error']})"
         raise LockdAbort(code, msg, meta)
@@ -122,8 +130,11 @@ class LockService(pbg.LockServicer):
             return pb.LockInfo(name=name)
         return pb.LockInfo(
             name=view["name"], mode=_PB_MODE[view["mode"]], permits=view["permits"],
+            lock_delay_until_ms=view["lock_delay_until_ms"],
             holders=[pb.Holder(token=h["token"], mode=_PB_MODE[h["mode"]], value=h["value"],
-                               client_name=h["client_name"]) for h in view["holders"]],
+                               client_name=h["client_name"], count=h["count"],
+                               owner=h["owner"], lock_delay_ms=h["lock_delay_ms"])
+                     for h in view["holders"]],
             waiters=[pb.Waiter(mode=_PB_MODE[w["mode"]], client_name=w["client_name"])
                      for w in view["waiters"]])
 
@@ -165,6 +176,7 @@ class LockService(pbg.LockServicer):
     async def KeepAlive(self, request_iterator, context):
         """One stream renews many sessions; each request gets one response (same seq)."""
         node = self.node
+        renewed: set[str] = set()
         try:
             async for req in request_iterator:
                 if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
@@ -175,6 +187,7 @@ class LockService(pbg.LockServicer):
                 for sid in req.session_ids:
                     res = node.tracker.renew(sid, now)
                     if res.status == RENEW_OK:
+                        renewed.add(sid)
                         leases.append(pb.SessionLease(session_id=sid, ttl_ms=res.ttl_ms))
                         if res.needs_clear:
                             to_clear.append(sid)
@@ -192,6 +205,9 @@ class LockService(pbg.LockServicer):
                 yield pb.KeepAliveResponse(seq=req.seq, leases=leases)
         except LockdAbort as e:
             await context.abort_with_status(to_status(e.code, e.message, e.metadata))
+        finally:
+            if renewed:
+                node.tracker.disconnected(sorted(renewed))
 
     @rpc_handler
     async def GetSession(self, request, context):
@@ -223,6 +239,14 @@ class LockService(pbg.LockServicer):
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
         if len(request.value) > MAX_VALUE_BYTES:
             raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+        if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
+            raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
+        if request.reentrant and not request.owner:
+            raise invalid("owner", "required with reentrant (who in the session holds it)")
+        if request.owner and not request.reentrant:
+            raise invalid("owner", "only meaningful with reentrant=true")
+        if len(request.owner.encode("utf-8")) > MAX_OWNER_BYTES or not request.owner.isprintable():
+            raise invalid("owner", f"must be printable and at most {MAX_OWNER_BYTES} bytes")
         node = self.node
         node.require_ready()
         wait = request.wait_ms > 0
@@ -230,9 +254,10 @@ class LockService(pbg.LockServicer):
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
             v = self._check(await self._propose(C.Acquire(
-                sid, name, rid, mode, permits, wait, bytes(request.value))))
+                sid, name, rid, mode, permits, wait, bytes(request.value), request.reentrant,
+                request.owner, request.lock_delay_ms)))
             if v.get("granted"):
-                return self._granted(name, v["token"])
+                return self._granted(name, v["token"], v.get("count", 1))
             if not v.get("queued"):
                 return pb.AcquireResponse(granted=False, lock=self._lock_info(
                     node.raft.read(lambda f: f.lock_view(name)), name))
@@ -241,15 +266,17 @@ class LockService(pbg.LockServicer):
                 kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
             except asyncio.TimeoutError:
                 r = await self._propose(C.CancelWait(sid, name, rid, "timeout"))
-                v = self._check(r)            # WAIT_TIMEOUT raises here
-                return self._granted(name, v["token"])
+                if r.code == "WAIT_TIMEOUT":
+                    raise self._timed_out(name)
+                v = self._check(r)
+                return self._granted(name, v["token"], v.get("count", 1))
             if kind == GRANTED:
                 return self._granted(name, arg)
             if kind == ENDED:
                 if arg in ("closed", "expired"):
                     raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
                 if arg == "timeout":
-                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
+                    raise self._timed_out(name)
                 raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
             raise node.not_leader_error()
         except asyncio.CancelledError:
@@ -260,9 +287,19 @@ class LockService(pbg.LockServicer):
             if fut is not None:
                 node.waiters.unregister(sid, name, rid, fut)
 
-    def _granted(self, name: str, token: int) -> pb.AcquireResponse:
+    def _granted(self, name: str, token: int, count: int = 1) -> pb.AcquireResponse:
         view = self.node.raft.read(lambda f: f.lock_view(name))
-        return pb.AcquireResponse(granted=True, token=token, lock=self._lock_info(view, name))
+        return pb.AcquireResponse(granted=True, token=token, lock=self._lock_info(view, name),
+                                  count=count)
+
+    def _timed_out(self, name: str) -> LockdAbort:
+        """WAIT_TIMEOUT; if the lock is in its lock-delay, the metadata says until when."""
+        view = self.node.raft.read(lambda f: f.lock_view(name))
+        until = view["lock_delay_until_ms"] if view is not None else 0
+        if until:
+            return LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out (the lock is in its lock-delay)",
+                              {"lock_delay_until_ms": str(until)})
+        return LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
 
     async def _abandon(self, sid: str, name: str, rid: str) -> None:
         """The client went away mid-wait: remove its waiter; release a grant it never saw."""
@@ -288,8 +325,8 @@ class LockService(pbg.LockServicer):
         if request.token == 0:
             raise invalid("token", "required: the fencing token of the grant being released")
         self.node.require_ready()
-        self._check(await self._propose(C.Release(sid, name, request.token, rid)))
-        return pb.ReleaseResponse()
+        v = self._check(await self._propose(C.Release(sid, name, request.token, rid)))
+        return pb.ReleaseResponse(count=v.get("count", 0))
 
     async def _withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
         """Remove the Acquire's waiter, or release the grant it got; OK if nothing is left."""

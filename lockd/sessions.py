@@ -33,6 +33,7 @@ class _Entry:
     expiring: bool = False       # the reaper decided; no more acknowledgements
     proposing: bool = False      # an ExpireSession is in flight
     renewed_here: bool = False   # a keepalive reached this leader since its promotion
+    disconnected: bool = False   # its keepalive stream ended (the client died or moved away)
     reported_silence_ms: int = 0
 
 
@@ -95,6 +96,7 @@ class SessionTracker:
                 return RenewResult(RENEW_NOT_FOUND)
             e.last_renew = now
             e.renewed_here = True
+            e.disconnected = False
             e.deadline = max(e.deadline, now + e.ttl_s)
             return RenewResult(RENEW_OK, int(e.ttl_s * 1000), e.checkpointed)
 
@@ -126,6 +128,36 @@ class SessionTracker:
             e = self._entries.get(sid)
             if e is not None:
                 e.proposing = False
+
+    def disconnected(self, sids: list[str]) -> None:
+        """The keepalive stream that renewed these sessions ended (a crashed client's kernel
+        closes it at once): record their silence on the next reaper tick rather than after a
+        missed renewal, so a leader that dies right after its client does not take the start
+        of that silence with it (docs/sessions.md, "Bounded expiry under leader churn")."""
+        with self._lock:
+            for sid in sids:
+                e = self._entries.get(sid)
+                if e is not None:
+                    e.disconnected = True
+
+    def disconnect_silences(self, now: float) -> list[tuple[str, int]]:
+        """(id, silent_ms) first records, on every reaper tick, for sessions not yet
+        checkpointed whose keepalive stream ended or that this leader has not heard from since
+        its promotion (under churn a tenure can last a few ticks: the next leader must still
+        learn that the silence started no later than this promotion). Marks them checkpointed;
+        later growth goes through `silences`."""
+        out = []
+        with self._lock:
+            if not self._active:
+                return out
+            for sid, e in self._entries.items():
+                if (e.disconnected or not e.renewed_here) and not e.checkpointed \
+                        and not e.expiring:
+                    silent_ms = max(1, int((now - e.last_renew) * 1000))
+                    e.checkpointed = True
+                    e.reported_silence_ms = silent_ms
+                    out.append((sid, silent_ms))
+        return out
 
     def silences(self, now: float) -> list[tuple[str, int]]:
         """(id, silent_ms) for sessions that missed a renewal (silent for TTL/3 + 0.5 s) and

@@ -17,6 +17,7 @@ from ._client import ClientState, LockdClient
 from ._errors import (
     AlreadyHeldError,
     ClusterUnavailableError,
+    DeadlockError,
     InvalidRequestError,
     LockdError,
     LockTimeout,
@@ -43,6 +44,7 @@ __all__ = [
     "NotHolderError",
     "AlreadyHeldError",
     "ModeConflictError",
+    "DeadlockError",
     "LockTimeout",
     "ClusterUnavailableError",
     "ResourceExhaustedError",

@@ -12,6 +12,7 @@ Exception tree::
     ├── NotHolderError              NOT_HOLDER
     ├── AlreadyHeldError            ALREADY_HELD, ALREADY_WAITING
     ├── ModeConflictError           MODE_CONFLICT
+    ├── DeadlockError               DEADLOCK (the wait would close a cycle); carries .cycle
     ├── LockTimeout                 WAIT_TIMEOUT (also a builtin TimeoutError)
     ├── ClusterUnavailableError     NOT_LEADER, UNAVAILABLE (after retries ran out), no answer in time
     └── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED
@@ -23,6 +24,7 @@ the class (UNAVAILABLE and DEADLINE_EXCEEDED -> ClusterUnavailableError, and so 
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Mapping, TypeVar
 
 import grpc
@@ -36,6 +38,7 @@ __all__ = [
     "NotHolderError",
     "AlreadyHeldError",
     "ModeConflictError",
+    "DeadlockError",
     "LockTimeout",
     "ClusterUnavailableError",
     "ResourceExhaustedError",
@@ -131,6 +134,28 @@ class AlreadyHeldError(LockdError):
 @_registers("MODE_CONFLICT")
 class ModeConflictError(LockdError):
     """The request disagrees with the lock's holders (e.g. a different semaphore permit count)."""
+
+
+@_registers("DEADLOCK")
+class DeadlockError(LockdError):
+    """A blocking acquire was refused at once: waiting would close a cycle in the wait-for
+    graph (this session would wait, through other sessions, for itself).
+
+    `cycle` is a list of `(session, lock)` pairs starting with the caller: each session waits
+    for the lock next to it, which the next session in the list holds (or waits for ahead of
+    it); the last one waits for a lock the first holds. Sessions are shown as
+    "client_name/short id" (never full session ids). To resolve: release what you hold and
+    retry, or acquire locks in a global order.
+    """
+
+    @property
+    def cycle(self) -> list[tuple[str, str]]:
+        """The cycle as (session label, lock name) pairs; [] if the server sent none."""
+        try:
+            raw = json.loads(self.metadata.get("cycle", "[]"))
+            return [(str(who), str(lock)) for who, lock in raw]
+        except (ValueError, TypeError):
+            return []
 
 
 @_registers("WAIT_TIMEOUT")

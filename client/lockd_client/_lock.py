@@ -41,16 +41,27 @@ _DEFAULT = object()
 class Lock:
     """A handle on one lock for one session. Create with `Session.lock/semaphore/rwlock`.
 
-    Not re-entrant: acquiring a handle that is held (or being acquired) raises RuntimeError;
-    use one handle per thread (re-entrancy is opt-in on the wire and not exposed yet).
+    Not re-entrant by default: acquiring a handle that is held (or being acquired) raises
+    RuntimeError; use one handle per thread. With `reentrant=True` and an `owner` (e.g.
+    `threading.get_ident()`), acquiring the held handle again -- or another handle of the same
+    session and owner -- returns at once with the same token and one more hold (`count`); the
+    lock is freed when every hold was released (docs/reentrancy.md). `lock_delay` (seconds,
+    0..60) keeps the lock from being granted to anyone for that long after this session
+    EXPIRES while holding it (never after release or close; docs/lock-delay.md).
     Attributes: `name`, `value` (bytes shown to readers), `shared`, `permits`, `token` (the
-    fencing token of the current grant, None when not held), `lost` (Event set when the
-    session ends while this lock is held).
+    fencing token of the current grant, None when not held), `count` (holds of this handle),
+    `lost` (Event set when the session ends while this lock is held).
     """
 
     def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
-                 value: bytes | str = b"", shared: bool = False, permits: int = 1) -> None:
+                 value: bytes | str = b"", shared: bool = False, permits: int = 1,
+                 reentrant: bool = False, owner: str | int | None = None,
+                 lock_delay: float = 0.0) -> None:
         rq.check_lock_args(name, timeout, shared, permits)
+        self.owner, self._lock_delay_ms = rq.lock_options(reentrant, owner, lock_delay)
+        self.reentrant = reentrant
+        self.lock_delay = lock_delay
+        self._count = 0
         self._session = session
         self.name = name
         self.value = rq.as_bytes(value)
@@ -77,6 +88,11 @@ class Lock:
         """The fencing token of the current grant; None when not held (or lost)."""
         return self._token if self.locked() else None
 
+    @property
+    def count(self) -> int:
+        """How many holds this handle has (> 1 only for a reentrant handle); 0 when not held."""
+        return self._count if self.locked() else 0
+
     def locked(self) -> bool:
         """True while this handle holds the lock and its session's lease is still running.
 
@@ -102,9 +118,10 @@ class Lock:
         """
         blocking, timeout = rq.normalize_acquire_args(blocking, timeout)
         with self._mu:
-            if self._busy or (self._token is not None and not self.lost.is_set()):
+            held = self._token is not None and not self.lost.is_set()
+            if self._busy or (held and not self.reentrant):
                 raise RuntimeError(f"lock {self.name!r} is already held (or being acquired) by "
-                                   "this handle; locks are not re-entrant")
+                                   "this handle; locks are not re-entrant (see reentrant=True)")
             self._busy = True
         try:
             self._session._check_alive()
@@ -113,9 +130,17 @@ class Lock:
             token = self._acquire(blocking, deadline)
             if token is None:
                 return False
+            if held:
+                # A reentrant re-acquire: the server answered with the same grant, one more hold.
+                with self._mu:
+                    self._count += 1
+                log.debug("lock_reentered lock=%s token=%d count=%d", self.name, token,
+                          self._count)
+                return True
             with self._mu:
                 self.lost.clear()
                 self._token = token
+                self._count = 1
             if not self._session._register_grant(self):
                 # The session ended while the grant was on its way: it is not ours to use.
                 with self._mu:
@@ -146,7 +171,8 @@ class Lock:
             client._router, session_id=session.id, name=self.name, shared=self.shared,
             permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
             now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout))
+            retry=client._retry(deadline if blocking else now + client.timeout),
+            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
         while True:
             session._check_alive()
             attempt = call.next_attempt(clock.monotonic())
@@ -237,9 +263,18 @@ class Lock:
         with self._mu:
             if self._token is None:
                 raise RuntimeError(f"release of unlocked lock {self.name!r}")
-            token, self._token = self._token, None
             was_lost = self.lost.is_set()
+            partial = self._count > 1 and not was_lost
+            if partial:
+                # A reentrant hold: give one back; the grant (and its token) stays.
+                self._count -= 1
+                token = self._token
+            else:
+                token, self._token, self._count = self._token, None, 0
         session = self._session
+        if partial:
+            self._release_one_hold(token)
+            return
         session._unregister_lock(self)
         mode = rq.release_mode(session._driver.state_of(session.id), was_lost=was_lost,
                                session_closed=session._closed)
@@ -261,6 +296,20 @@ class Lock:
                 return
             raise
         log.debug("lock_released lock=%s token=%d", self.name, token)
+
+    def _release_one_hold(self, token: int) -> None:
+        """Release one hold of a reentrant grant that stays held (the server decrements)."""
+        session = self._session
+        mode = rq.release_mode(session._driver.state_of(session.id), was_lost=False,
+                               session_closed=session._closed)
+        if mode is not ReleaseMode.NORMAL:
+            return   # the session is ending: the whole grant goes with it
+        req = rq.release_request(session.id, self.name, token)
+        try:
+            session._client._unary("Lock", "Release", req)
+        except SessionExpiredError:
+            session._mark_expired()
+        log.debug("lock_hold_released lock=%s token=%d count=%d", self.name, token, self._count)
 
     def _withdraw(self, request_id: str) -> None:
         """Best effort: take back whatever the Acquire `request_id` left (waiter or grant)."""

@@ -83,6 +83,8 @@ __all__ = [
     "gave_up",
     "normalize_acquire_args",
     "check_lock_args",
+    "lock_options",
+    "MAX_LOCK_DELAY",
     "as_bytes",
     "ReleaseMode",
     "release_mode",
@@ -401,8 +403,12 @@ class AcquireCall:
 
     def __init__(self, router: Router, *, session_id: str, name: str, shared: bool,
                  permits: int, value: bytes, blocking: bool, deadline: float | None,
-                 now: float, timeout: float, retry: Retry) -> None:
+                 now: float, timeout: float, retry: Retry, reentrant: bool = False,
+                 owner: str = "", lock_delay_ms: int = 0) -> None:
         self.router = router
+        self.reentrant = reentrant
+        self.owner = owner if reentrant else ""
+        self.lock_delay_ms = lock_delay_ms
         self.session_id = session_id
         self.name = name
         self.mode = lockd_pb2.LOCK_MODE_SHARED if shared else lockd_pb2.LOCK_MODE_EXCLUSIVE
@@ -439,13 +445,17 @@ class AcquireCall:
             give_up_at = None
         req = lockd_pb2.AcquireRequest(
             session_id=self.session_id, name=self.name, request_id=self.request_id,
-            mode=self.mode, permits=self.permits, wait_ms=wait_ms, value=self.value)
+            mode=self.mode, permits=self.permits, wait_ms=wait_ms, value=self.value,
+            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self.lock_delay_ms)
         self.sent += 1
         return AcquireAttempt(self.router.pick(), req, rpc_timeout, give_up_at)
 
     @staticmethod
     def on_response(resp: lockd_pb2.AcquireResponse) -> int | None:
-        """The fencing token of a grant, or None for a try that found the lock busy."""
+        """The fencing token of a grant, or None for a try that found the lock busy.
+
+        A reentrant re-acquire answers the same token (`resp.count` is the session's hold
+        count on the server; each handle counts its own holds)."""
         return resp.token if resp.granted else None
 
     def on_error(self, addr: str, e: grpc.RpcError) -> Failure:
@@ -498,6 +508,30 @@ def as_bytes(value: bytes | str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"value must be bytes or str, got {type(value).__name__}")
+
+
+MAX_LOCK_DELAY = 60.0
+"""The longest lock-delay (seconds) the server accepts."""
+
+_MAX_OWNER_BYTES = 128
+
+
+def lock_options(reentrant: bool, owner: object, lock_delay: float) -> tuple[str, int]:
+    """Validate a handle's reentrancy and lock-delay options (ValueError/TypeError, before any
+    RPC); returns (owner as text, lock_delay_ms). `owner` may be any str or int (a thread id)."""
+    if owner is not None and not isinstance(owner, (str, int)):
+        raise TypeError(f"owner must be a str or int, got {type(owner).__name__}")
+    text = "" if owner is None else str(owner)
+    if reentrant and not text:
+        raise ValueError("reentrant=True needs owner= (who inside the session holds the lock, "
+                         "e.g. threading.get_ident())")
+    if text and not reentrant:
+        raise ValueError("owner= is only meaningful with reentrant=True")
+    if len(text.encode("utf-8")) > _MAX_OWNER_BYTES or not text.isprintable():
+        raise ValueError(f"owner must be printable and at most {_MAX_OWNER_BYTES} bytes")
+    if not isinstance(lock_delay, (int, float)) or not 0 <= lock_delay <= MAX_LOCK_DELAY:
+        raise ValueError(f"lock_delay must be within 0..{MAX_LOCK_DELAY:g} seconds")
+    return text, int(round(lock_delay * 1000))
 
 
 def check_lock_args(name: str, timeout: float | None, shared: bool, permits: int) -> None:

@@ -407,15 +407,21 @@ class Session:
     # ------------------------------------------------------------------ locks
 
     def lock(self, name: str, *, timeout: float | None = None, value: bytes | str = b"",
-             shared: bool = False) -> "Lock":
+             shared: bool = False, reentrant: bool = False, owner: str | int | None = None,
+             lock_delay: float = 0.0) -> "Lock":
         """A handle on lock `name` for this session (no RPC yet).
 
         `timeout` is what `with lock:` waits (None: forever); `shared=True` takes it SHARED.
+        `reentrant=True` with an `owner` (who inside the session, e.g. a thread id) makes the
+        handle re-entrant: the owner acquiring again gets the same token and one more hold
+        (docs/reentrancy.md). `lock_delay` (seconds, 0..60): if this session expires while
+        holding the lock, nobody gets it for that long (docs/lock-delay.md).
         """
         from ._lock import Lock
 
         self._check_usable()
-        return Lock(self, name, timeout=timeout, value=value, shared=shared)
+        return Lock(self, name, timeout=timeout, value=value, shared=shared,
+                    reentrant=reentrant, owner=owner, lock_delay=lock_delay)
 
     def rwlock(self, name: str, *, timeout: float | None = None,
                value: bytes | str = b"") -> "RWLock":
@@ -426,7 +432,7 @@ class Session:
         return RWLock(self, name, timeout=timeout, value=value)
 
     def semaphore(self, name: str, permits: int, *, timeout: float | None = None,
-                  value: bytes | str = b"") -> "Lock":
+                  value: bytes | str = b"", lock_delay: float = 0.0) -> "Lock":
         """A handle on a counting semaphore: at most `permits` sessions hold `name` at once.
 
         All holders must agree on `permits` (else ModeConflictError).
@@ -436,7 +442,8 @@ class Session:
         self._check_usable()
         if permits < 1:
             raise ValueError("permits must be >= 1")
-        return Lock(self, name, timeout=timeout, value=value, permits=permits)
+        return Lock(self, name, timeout=timeout, value=value, permits=permits,
+                    lock_delay=lock_delay)
 
     def info(self, *, stale_ok: bool = False, timeout: float | None = None):
         """The server's view of this session (`lockd_pb2.SessionInfo`: held and waiting locks)."""

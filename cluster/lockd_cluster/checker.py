@@ -357,28 +357,42 @@ def check_no_premature_expiry(events: Iterable[dict], initial: dict[str, int],
         if [int(h["token"]) for h in final_locks.get(lock, [])] == [tok])})
 
 
-def check_expiry_bound(cases: list[dict], *, bound: float) -> dict:
+def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0) -> dict:
     """A dead client's session expires within `bound` of its last keepalive.
 
     A case: {"last_keepalive": t, "expired_by": earliest observation that the session's lock
-    was free or re-granted (an upper bound of the expiry instant), or None}.
+    was free or re-granted (an upper bound of the expiry instant), or None, and optionally
+    "leaderless": [(start, end), ...], the spans in which the nemesis left no ready leader}.
+    Only a ready leader can expire a session: when the session's deadline (`bound - slack`
+    after its last keepalive) falls in a leaderless span, the first leader after it must expire
+    the session within `slack` of being ready.
     """
     violations = []
     ages = []
+    allowed_after = []
     for i, c in enumerate(cases):
         if c.get("expired_by") is None:
             violations.append(f"case {i}: the dead client's session never expired")
             continue
         a = c["expired_by"] - c["last_keepalive"]
         ages.append(round(a, 3))
-        if a > bound:
+        due = c["last_keepalive"] + bound - slack
+        for start, end in sorted(c.get("leaderless") or ()):
+            if start <= due < end:
+                due = end
+        allowed = due + slack - c["last_keepalive"]
+        allowed_after.append(round(allowed, 3))
+        if a > allowed:
             note = ""
+            if allowed > bound:
+                note = f"; no ready leader until {allowed - slack:.3f}s after it"
             if c.get("churn_until") is not None and c["expired_by"] > c["churn_until"]:
-                note = (f"; only after the leader churn stopped "
-                        f"{c['churn_until'] - c['last_keepalive']:.3f}s after it")
+                note += (f"; only after the leader churn stopped "
+                         f"{c['churn_until'] - c['last_keepalive']:.3f}s after it")
             violations.append(f"case {i}: expired {a:.3f}s after its last keepalive "
-                              f"(bound {bound:.3f}s){note}")
-    return _result(violations, {"expiry_after_s": ages, "expiry_bound_s": bound})
+                              f"(bound {allowed:.3f}s){note}")
+    return _result(violations, {"expiry_after_s": ages, "expiry_bound_s": bound,
+                                "expiry_allowed_after_s": allowed_after})
 
 
 def check_client_knows_first(cases: list[dict]) -> dict:

@@ -390,6 +390,8 @@ def churn(cluster: Cluster, *, period: float, until: float, stop: threading.Even
         t_next = time.monotonic() + period
         lead = cluster.leader()
         if lead is not None:
+            if record:
+                record("pause", old=lead)
             cluster.pause(lead)
             try:
                 new = cluster.wait_for_leader(pause_timeout, exclude=[lead])

@@ -1071,7 +1071,13 @@ def run_churn(ctx: Ctx) -> dict:
             crash = granted = None
             nem_log = ctx.out / "faults.jsonl"
 
+            leaderless: list[list[float]] = []
+
             def rec(what: str, **kw: Any) -> None:
+                if what == "pause":
+                    leaderless.append([time.monotonic(), float("inf")])
+                if what in ("election", "election_timeout") and leaderless:
+                    leaderless[-1][1] = time.monotonic()
                 if what == "election":
                     elections.append(time.monotonic())
                 with open(nem_log, "a") as f:
@@ -1102,7 +1108,8 @@ def run_churn(ctx: Ctx) -> dict:
             n_el = sum(1 for t in elections if crash["send_t"] <= t <= (expired_by or deadline))
             elections_in_window.append(n_el)
             cases.append({"last_keepalive": crash["send_t"], "expired_by": expired_by,
-                          "churn_until": churn_until})
+                          "churn_until": churn_until,
+                          "leaderless": [(a, b) for a, b in leaderless if b != float("inf")]})
             ctx.log(f"churn: session of {h.wid} gone "
                     f"{(expired_by - crash['send_t']) if expired_by else float('nan'):.3f}s "
                     f"after its last keepalive, through {n_el} elections (bound {bound:.1f}s)")

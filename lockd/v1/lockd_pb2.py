@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14lockd/v1/lockd.proto\x12\x08lockd.v1\"M\n\x12OpenSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\"J\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"=\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"(\n\x14\x43loseSessionResponse\x12\x10\n\x08released\x18\x01 \x03(\t\"4\n\x10KeepAliveRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bsession_ids\x18\x02 \x03(\t\"C\n\x0cSessionLease\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x0f\n\x07\x65xpired\x18\x03 \x01(\x08\"H\n\x11KeepAliveResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x06leases\x18\x02 \x03(\x0b\x32\x16.lockd.v1.SessionLease\"9\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"e\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\x12\x0c\n\x04held\x18\x04 \x03(\t\x12\x0f\n\x07waiting\x18\x05 \x03(\t\"<\n\x12GetSessionResponse\x12&\n\x07session\x18\x01 \x01(\x0b\x32\x15.lockd.v1.SessionInfo\"\x99\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x0f\n\x07permits\x18\x05 \x01(\r\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\r\n\x05value\x18\x07 \x01(\x0c\"S\n\x0f\x41\x63quireResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12 \n\x04lock\x18\x03 \x01(\x0b\x32\x12.lockd.v1.LockInfo\"q\n\x0eReleaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1a\n\x12\x61\x63quire_request_id\x18\x05 \x01(\t\"\x11\n\x0fReleaseResponse\"B\n\x11\x43heckTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x10\n\x08stale_ok\x18\x03 \x01(\x08\":\n\x12\x43heckTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x15\n\rholder_tokens\x18\x02 \x03(\x04\"]\n\x06Holder\x12\r\n\x05token\x18\x01 \x01(\x04\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x13\n\x0b\x63lient_name\x18\x04 \x01(\t\"?\n\x06Waiter\x12 \n\x04mode\x18\x01 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"\x91\x01\n\x08LockInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x0f\n\x07permits\x18\x03 \x01(\r\x12!\n\x07holders\x18\x04 \x03(\x0b\x32\x10.lockd.v1.Holder\x12!\n\x07waiters\x18\x05 \x03(\x0b\x32\x10.lockd.v1.Waiter\"0\n\x0eGetLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"U\n\x0fGetLockResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12 \n\x04lock\x18\x02 \x01(\x0b\x32\x12.lockd.v1.LockInfo\x12\x10\n\x08revision\x18\x03 \x01(\x04\"[\n\x10ListLocksRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x10\n\x08stale_ok\x18\x04 \x01(\x08\"a\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.lockd.v1.LockInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\xc4\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x1c\n\x04role\x18\x04 \x01(\x0e\x32\x0e.lockd.v1.Role\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x0b\n\x03lag\x18\x08 \x01(\x04\x12\r\n\x05ready\x18\t \x01(\x08\x12\r\n\x05\x65rror\x18\n \x01(\t\"#\n\rStatusRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"\xcc\x01\n\x0eStatusResponse\x12\x0f\n\x07self_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x03 \x01(\t\x12!\n\x07members\x18\x04 \x03(\x0b\x32\x10.lockd.v1.Member\x12\x10\n\x08sessions\x18\x05 \x01(\r\x12\r\n\x05locks\x18\x06 \x01(\r\x12\x0f\n\x07waiters\x18\x07 \x01(\r\x12\x12\n\nnext_token\x18\x08 \x01(\x04\x12\x10\n\x08revision\x18\t \x01(\x04*T\n\x08LockMode\x12\x19\n\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n\x10LOCK_MODE_SHARED\x10\x02*j\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_FOLLOWER\x10\x01\x12\x12\n\x0eROLE_CANDIDATE\x10\x02\x12\x0f\n\x0bROLE_LEADER\x10\x03\x12\x14\n\x10ROLE_UNREACHABLE\x10\x04\x32\x83\x05\n\x04Lock\x12J\n\x0bOpenSession\x12\x1c.lockd.v1.OpenSessionRequest\x1a\x1d.lockd.v1.OpenSessionResponse\x12H\n\tKeepAlive\x12\x1a.lockd.v1.KeepAliveRequest\x1a\x1b.lockd.v1.KeepAliveResponse(\x01\x30\x01\x12M\n\x0c\x43loseSession\x12\x1d.lockd.v1.CloseSessionRequest\x1a\x1e.lockd.v1.CloseSessionResponse\x12>\n\x07\x41\x63quire\x12\x18.lockd.v1.AcquireRequest\x1a\x19.lockd.v1.AcquireResponse\x12>\n\x07Release\x12\x18.lockd.v1.ReleaseRequest\x1a\x19.lockd.v1.ReleaseResponse\x12G\n\nCheckToken\x12\x1b.lockd.v1.CheckTokenRequest\x1a\x1c.lockd.v1.CheckTokenResponse\x12>\n\x07GetLock\x12\x18.lockd.v1.GetLockRequest\x1a\x19.lockd.v1.GetLockResponse\x12\x44\n\tListLocks\x12\x1a.lockd.v1.ListLocksRequest\x1a\x1b.lockd.v1.ListLocksResponse\x12G\n\nGetSession\x12\x1b.lockd.v1.GetSessionRequest\x1a\x1c.lockd.v1.GetSessionResponse2F\n\x07\x43luster\x12;\n\x06Status\x12\x17.lockd.v1.StatusRequest\x1a\x18.lockd.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14lockd/v1/lockd.proto\x12\x08lockd.v1\"M\n\x12OpenSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\"J\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x08\"=\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"(\n\x14\x43loseSessionResponse\x12\x10\n\x08released\x18\x01 \x03(\t\"4\n\x10KeepAliveRequest\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x13\n\x0bsession_ids\x18\x02 \x03(\t\"C\n\x0cSessionLease\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x0f\n\x07\x65xpired\x18\x03 \x01(\x08\"H\n\x11KeepAliveResponse\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12&\n\x06leases\x18\x02 \x03(\x0b\x32\x16.lockd.v1.SessionLease\"9\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"e\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06ttl_ms\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_name\x18\x03 \x01(\t\x12\x0c\n\x04held\x18\x04 \x03(\t\x12\x0f\n\x07waiting\x18\x05 \x03(\t\"<\n\x12GetSessionResponse\x12&\n\x07session\x18\x01 \x01(\x0b\x32\x15.lockd.v1.SessionInfo\"\xd2\x01\n\x0e\x41\x63quireRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12 \n\x04mode\x18\x04 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x0f\n\x07permits\x18\x05 \x01(\r\x12\x0f\n\x07wait_ms\x18\x06 \x01(\r\x12\r\n\x05value\x18\x07 \x01(\x0c\x12\x11\n\treentrant\x18\x08 \x01(\x08\x12\r\n\x05owner\x18\t \x01(\t\x12\x15\n\rlock_delay_ms\x18\n \x01(\r\"b\n\x0f\x41\x63quireResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\r\n\x05token\x18\x02 \x01(\x04\x12 \n\x04lock\x18\x03 \x01(\x0b\x32\x12.lockd.v1.LockInfo\x12\r\n\x05\x63ount\x18\x04 \x01(\r\"q\n\x0eReleaseRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\x04\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1a\n\x12\x61\x63quire_request_id\x18\x05 \x01(\t\" \n\x0fReleaseResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\r\"B\n\x11\x43heckTokenRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x04\x12\x10\n\x08stale_ok\x18\x03 \x01(\x08\":\n\x12\x43heckTokenResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x15\n\rholder_tokens\x18\x02 \x03(\x04\"\x92\x01\n\x06Holder\x12\r\n\x05token\x18\x01 \x01(\x04\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\r\n\x05value\x18\x03 \x01(\x0c\x12\x13\n\x0b\x63lient_name\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\r\n\x05owner\x18\x06 \x01(\t\x12\x15\n\rlock_delay_ms\x18\x07 \x01(\r\"?\n\x06Waiter\x12 \n\x04mode\x18\x01 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"\xae\x01\n\x08LockInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04mode\x18\x02 \x01(\x0e\x32\x12.lockd.v1.LockMode\x12\x0f\n\x07permits\x18\x03 \x01(\r\x12!\n\x07holders\x18\x04 \x03(\x0b\x32\x10.lockd.v1.Holder\x12!\n\x07waiters\x18\x05 \x03(\x0b\x32\x10.lockd.v1.Waiter\x12\x1b\n\x13lock_delay_until_ms\x18\x06 \x01(\x04\"0\n\x0eGetLockRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08stale_ok\x18\x02 \x01(\x08\"U\n\x0fGetLockResponse\x12\x0e\n\x06\x65xists\x18\x01 \x01(\x08\x12 \n\x04lock\x18\x02 \x01(\x0b\x32\x12.lockd.v1.LockInfo\x12\x10\n\x08revision\x18\x03 \x01(\x04\"[\n\x10ListLocksRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x10\n\x08stale_ok\x18\x04 \x01(\x08\"a\n\x11ListLocksResponse\x12!\n\x05locks\x18\x01 \x03(\x0b\x32\x12.lockd.v1.LockInfo\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"\xc4\x01\n\x06Member\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0craft_address\x18\x02 \x01(\t\x12\x14\n\x0cgrpc_address\x18\x03 \x01(\t\x12\x1c\n\x04role\x18\x04 \x01(\x0e\x32\x0e.lockd.v1.Role\x12\x0c\n\x04term\x18\x05 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x06 \x01(\x04\x12\x15\n\rapplied_index\x18\x07 \x01(\x04\x12\x0b\n\x03lag\x18\x08 \x01(\x04\x12\r\n\x05ready\x18\t \x01(\x08\x12\r\n\x05\x65rror\x18\n \x01(\t\"#\n\rStatusRequest\x12\x12\n\nlocal_only\x18\x01 \x01(\x08\"\xcc\x01\n\x0eStatusResponse\x12\x0f\n\x07self_id\x18\x01 \x01(\t\x12\x11\n\tleader_id\x18\x02 \x01(\t\x12\x1b\n\x13leader_grpc_address\x18\x03 \x01(\t\x12!\n\x07members\x18\x04 \x03(\x0b\x32\x10.lockd.v1.Member\x12\x10\n\x08sessions\x18\x05 \x01(\r\x12\r\n\x05locks\x18\x06 \x01(\r\x12\x0f\n\x07waiters\x18\x07 \x01(\r\x12\x12\n\nnext_token\x18\x08 \x01(\x04\x12\x10\n\x08revision\x18\t \x01(\x04*T\n\x08LockMode\x12\x19\n\x15LOCK_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13LOCK_MODE_EXCLUSIVE\x10\x01\x12\x14\n\x10LOCK_MODE_SHARED\x10\x02*j\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_FOLLOWER\x10\x01\x12\x12\n\x0eROLE_CANDIDATE\x10\x02\x12\x0f\n\x0bROLE_LEADER\x10\x03\x12\x14\n\x10ROLE_UNREACHABLE\x10\x04\x32\x83\x05\n\x04Lock\x12J\n\x0bOpenSession\x12\x1c.lockd.v1.OpenSessionRequest\x1a\x1d.lockd.v1.OpenSessionResponse\x12H\n\tKeepAlive\x12\x1a.lockd.v1.KeepAliveRequest\x1a\x1b.lockd.v1.KeepAliveResponse(\x01\x30\x01\x12M\n\x0c\x43loseSession\x12\x1d.lockd.v1.CloseSessionRequest\x1a\x1e.lockd.v1.CloseSessionResponse\x12>\n\x07\x41\x63quire\x12\x18.lockd.v1.AcquireRequest\x1a\x19.lockd.v1.AcquireResponse\x12>\n\x07Release\x12\x18.lockd.v1.ReleaseRequest\x1a\x19.lockd.v1.ReleaseResponse\x12G\n\nCheckToken\x12\x1b.lockd.v1.CheckTokenRequest\x1a\x1c.lockd.v1.CheckTokenResponse\x12>\n\x07GetLock\x12\x18.lockd.v1.GetLockRequest\x1a\x19.lockd.v1.GetLockResponse\x12\x44\n\tListLocks\x12\x1a.lockd.v1.ListLocksRequest\x1a\x1b.lockd.v1.ListLocksResponse\x12G\n\nGetSession\x12\x1b.lockd.v1.GetSessionRequest\x1a\x1c.lockd.v1.GetSessionResponse2F\n\x07\x43luster\x12;\n\x06Status\x12\x17.lockd.v1.StatusRequest\x1a\x18.lockd.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lockd.v1.lockd_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOCKMODE']._serialized_start=2298
-  _globals['_LOCKMODE']._serialized_end=2382
-  _globals['_ROLE']._serialized_start=2384
-  _globals['_ROLE']._serialized_end=2490
+  _globals['_LOCKMODE']._serialized_start=2468
+  _globals['_LOCKMODE']._serialized_end=2552
+  _globals['_ROLE']._serialized_start=2554
+  _globals['_ROLE']._serialized_end=2660
   _globals['_OPENSESSIONREQUEST']._serialized_start=34
   _globals['_OPENSESSIONREQUEST']._serialized_end=111
   _globals['_OPENSESSIONRESPONSE']._serialized_start=113
@@ -56,39 +56,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSESSIONRESPONSE']._serialized_start=653
   _globals['_GETSESSIONRESPONSE']._serialized_end=713
   _globals['_ACQUIREREQUEST']._serialized_start=716
-  _globals['_ACQUIREREQUEST']._serialized_end=869
-  _globals['_ACQUIRERESPONSE']._serialized_start=871
-  _globals['_ACQUIRERESPONSE']._serialized_end=954
-  _globals['_RELEASEREQUEST']._serialized_start=956
-  _globals['_RELEASEREQUEST']._serialized_end=1069
-  _globals['_RELEASERESPONSE']._serialized_start=1071
-  _globals['_RELEASERESPONSE']._serialized_end=1088
-  _globals['_CHECKTOKENREQUEST']._serialized_start=1090
-  _globals['_CHECKTOKENREQUEST']._serialized_end=1156
-  _globals['_CHECKTOKENRESPONSE']._serialized_start=1158
-  _globals['_CHECKTOKENRESPONSE']._serialized_end=1216
-  _globals['_HOLDER']._serialized_start=1218
-  _globals['_HOLDER']._serialized_end=1311
-  _globals['_WAITER']._serialized_start=1313
-  _globals['_WAITER']._serialized_end=1376
-  _globals['_LOCKINFO']._serialized_start=1379
-  _globals['_LOCKINFO']._serialized_end=1524
-  _globals['_GETLOCKREQUEST']._serialized_start=1526
-  _globals['_GETLOCKREQUEST']._serialized_end=1574
-  _globals['_GETLOCKRESPONSE']._serialized_start=1576
-  _globals['_GETLOCKRESPONSE']._serialized_end=1661
-  _globals['_LISTLOCKSREQUEST']._serialized_start=1663
-  _globals['_LISTLOCKSREQUEST']._serialized_end=1754
-  _globals['_LISTLOCKSRESPONSE']._serialized_start=1756
-  _globals['_LISTLOCKSRESPONSE']._serialized_end=1853
-  _globals['_MEMBER']._serialized_start=1856
-  _globals['_MEMBER']._serialized_end=2052
-  _globals['_STATUSREQUEST']._serialized_start=2054
-  _globals['_STATUSREQUEST']._serialized_end=2089
-  _globals['_STATUSRESPONSE']._serialized_start=2092
-  _globals['_STATUSRESPONSE']._serialized_end=2296
-  _globals['_LOCK']._serialized_start=2493
-  _globals['_LOCK']._serialized_end=3136
-  _globals['_CLUSTER']._serialized_start=3138
-  _globals['_CLUSTER']._serialized_end=3208
+  _globals['_ACQUIREREQUEST']._serialized_end=926
+  _globals['_ACQUIRERESPONSE']._serialized_start=928
+  _globals['_ACQUIRERESPONSE']._serialized_end=1026
+  _globals['_RELEASEREQUEST']._serialized_start=1028
+  _globals['_RELEASEREQUEST']._serialized_end=1141
+  _globals['_RELEASERESPONSE']._serialized_start=1143
+  _globals['_RELEASERESPONSE']._serialized_end=1175
+  _globals['_CHECKTOKENREQUEST']._serialized_start=1177
+  _globals['_CHECKTOKENREQUEST']._serialized_end=1243
+  _globals['_CHECKTOKENRESPONSE']._serialized_start=1245
+  _globals['_CHECKTOKENRESPONSE']._serialized_end=1303
+  _globals['_HOLDER']._serialized_start=1306
+  _globals['_HOLDER']._serialized_end=1452
+  _globals['_WAITER']._serialized_start=1454
+  _globals['_WAITER']._serialized_end=1517
+  _globals['_LOCKINFO']._serialized_start=1520
+  _globals['_LOCKINFO']._serialized_end=1694
+  _globals['_GETLOCKREQUEST']._serialized_start=1696
+  _globals['_GETLOCKREQUEST']._serialized_end=1744
+  _globals['_GETLOCKRESPONSE']._serialized_start=1746
+  _globals['_GETLOCKRESPONSE']._serialized_end=1831
+  _globals['_LISTLOCKSREQUEST']._serialized_start=1833
+  _globals['_LISTLOCKSREQUEST']._serialized_end=1924
+  _globals['_LISTLOCKSRESPONSE']._serialized_start=1926
+  _globals['_LISTLOCKSRESPONSE']._serialized_end=2023
+  _globals['_MEMBER']._serialized_start=2026
+  _globals['_MEMBER']._serialized_end=2222
+  _globals['_STATUSREQUEST']._serialized_start=2224
+  _globals['_STATUSREQUEST']._serialized_end=2259
+  _globals['_STATUSRESPONSE']._serialized_start=2262
+  _globals['_STATUSRESPONSE']._serialized_end=2466
+  _globals['_LOCK']._serialized_start=2663
+  _globals['_LOCK']._serialized_end=3306
+  _globals['_CLUSTER']._serialized_start=3308
+  _globals['_CLUSTER']._serialized_end=3378
 # @@protoc_insertion_point(module_scope)

@@ -118,7 +118,7 @@ class GetSessionResponse(_message.Message):
     def __init__(self, session: _Optional[_Union[SessionInfo, _Mapping]] = ...) -> None: ...
 
 class AcquireRequest(_message.Message):
-    __slots__ = ("session_id", "name", "request_id", "mode", "permits", "wait_ms", "value")
+    __slots__ = ("session_id", "name", "request_id", "mode", "permits", "wait_ms", "value", "reentrant", "owner", "lock_delay_ms")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,9 @@ class AcquireRequest(_message.Message):
     PERMITS_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    REENTRANT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     name: str
     request_id: str
@@ -133,17 +136,22 @@ class AcquireRequest(_message.Message):
     permits: int
     wait_ms: int
     value: bytes
-    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., request_id: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., wait_ms: _Optional[int] = ..., value: _Optional[bytes] = ...) -> None: ...
+    reentrant: bool
+    owner: str
+    lock_delay_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., request_id: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., wait_ms: _Optional[int] = ..., value: _Optional[bytes] = ..., reentrant: _Optional[bool] = ..., owner: _Optional[str] = ..., lock_delay_ms: _Optional[int] = ...) -> None: ...
 
 class AcquireResponse(_message.Message):
-    __slots__ = ("granted", "token", "lock")
+    __slots__ = ("granted", "token", "lock", "count")
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LOCK_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     granted: bool
     token: int
     lock: LockInfo
-    def __init__(self, granted: _Optional[bool] = ..., token: _Optional[int] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ...) -> None: ...
+    count: int
+    def __init__(self, granted: _Optional[bool] = ..., token: _Optional[int] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("session_id", "name", "token", "request_id", "acquire_request_id")
@@ -160,8 +168,10 @@ class ReleaseRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., request_id: _Optional[str] = ..., acquire_request_id: _Optional[str] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class CheckTokenRequest(_message.Message):
     __slots__ = ("name", "token", "stale_ok")
@@ -182,16 +192,22 @@ class CheckTokenResponse(_message.Message):
     def __init__(self, valid: _Optional[bool] = ..., holder_tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Holder(_message.Message):
-    __slots__ = ("token", "mode", "value", "client_name")
+    __slots__ = ("token", "mode", "value", "client_name", "count", "owner", "lock_delay_ms")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     token: int
     mode: LockMode
     value: bytes
     client_name: str
-    def __init__(self, token: _Optional[int] = ..., mode: _Optional[_Union[LockMode, str]] = ..., value: _Optional[bytes] = ..., client_name: _Optional[str] = ...) -> None: ...
+    count: int
+    owner: str
+    lock_delay_ms: int
+    def __init__(self, token: _Optional[int] = ..., mode: _Optional[_Union[LockMode, str]] = ..., value: _Optional[bytes] = ..., client_name: _Optional[str] = ..., count: _Optional[int] = ..., owner: _Optional[str] = ..., lock_delay_ms: _Optional[int] = ...) -> None: ...
 
 class Waiter(_message.Message):
     __slots__ = ("mode", "client_name")
@@ -202,18 +218,20 @@ class Waiter(_message.Message):
     def __init__(self, mode: _Optional[_Union[LockMode, str]] = ..., client_name: _Optional[str] = ...) -> None: ...
 
 class LockInfo(_message.Message):
-    __slots__ = ("name", "mode", "permits", "holders", "waiters")
+    __slots__ = ("name", "mode", "permits", "holders", "waiters", "lock_delay_until_ms")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     PERMITS_FIELD_NUMBER: _ClassVar[int]
     HOLDERS_FIELD_NUMBER: _ClassVar[int]
     WAITERS_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
     name: str
     mode: LockMode
     permits: int
     holders: _containers.RepeatedCompositeFieldContainer[Holder]
     waiters: _containers.RepeatedCompositeFieldContainer[Waiter]
-    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., holders: _Optional[_Iterable[_Union[Holder, _Mapping]]] = ..., waiters: _Optional[_Iterable[_Union[Waiter, _Mapping]]] = ...) -> None: ...
+    lock_delay_until_ms: int
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ..., holders: _Optional[_Iterable[_Union[Holder, _Mapping]]] = ..., waiters: _Optional[_Iterable[_Union[Waiter, _Mapping]]] = ..., lock_delay_until_ms: _Optional[int] = ...) -> None: ...
 
 class GetLockRequest(_message.Message):
     __slots__ = ("name", "stale_ok")

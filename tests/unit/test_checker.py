@@ -303,3 +303,15 @@ def test_client_link_blocks_and_resets():
     finally:
         link.close()
         srv.close()
+
+
+def test_expiry_bound_waits_for_the_first_ready_leader_after_the_deadline():
+    # deadline 7.4 s after the last keepalive falls in a span with no leader (7.0-9.5)
+    case = {"last_keepalive": 0.0, "expired_by": 10.2, "leaderless": [(1.0, 2.0), (7.0, 9.5)]}
+    res = checker.check_expiry_bound([case], bound=8.4)
+    assert res["valid"] and res["stats"]["expiry_allowed_after_s"] == [10.5]
+    late = dict(case, expired_by=10.7)
+    assert not checker.check_expiry_bound([late], bound=8.4)["valid"]
+    # a leaderless span that ended before the deadline grants nothing
+    early = {"last_keepalive": 0.0, "expired_by": 9.0, "leaderless": [(1.0, 3.0)]}
+    assert not checker.check_expiry_bound([early], bound=8.4)["valid"]

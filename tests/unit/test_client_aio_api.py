@@ -17,7 +17,7 @@ import lockd_client.aio as aio
 PUBLIC = {
     "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
-    "AlreadyHeldError", "ModeConflictError", "LockTimeout", "ClusterUnavailableError",
+    "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
     "ResourceExhaustedError",
 }
 

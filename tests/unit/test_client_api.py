@@ -13,7 +13,7 @@ import lockd_client
 PUBLIC = {
     "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
-    "AlreadyHeldError", "ModeConflictError", "LockTimeout", "ClusterUnavailableError",
+    "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
     "ResourceExhaustedError",
 }
 

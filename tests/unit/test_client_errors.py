@@ -55,6 +55,7 @@ EXPECTED = {
     "ALREADY_HELD": E.AlreadyHeldError,
     "ALREADY_WAITING": E.AlreadyHeldError,
     "MODE_CONFLICT": E.ModeConflictError,
+    "DEADLOCK": E.DeadlockError,
     "WAIT_TIMEOUT": E.LockTimeout,
     "NOT_LEADER": E.ClusterUnavailableError,
     "UNAVAILABLE": E.ClusterUnavailableError,

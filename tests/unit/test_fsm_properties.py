@@ -11,6 +11,11 @@ grantable (else it would have been granted) and no waiter is granted while an ea
 waits; fencing tokens strictly increase and `next_token` is above all of them; snapshot and
 pickle round trips; replaying the recorded commands (also through the codec) gives identical
 results and state; a duplicate request id returns the cached result and changes nothing.
+
+Beyond the mutex: reentrant hold counts match a model of acquires and releases (a holder
+without an owner always has count 1); nothing is granted on a lock in its lock-delay (only
+EndLockDelay ends one), delays start only on expiry, and the delay index matches the table;
+no cycle ever waits in the wait-for graph (computed independently here).
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from lockd.commands import (
     CheckpointSessions,
     ClearSilence,
     CloseSession,
+    EndLockDelay,
     ExpireSession,
+    LockDelayed,
     LockGranted,
     OpenSession,
     Release,
@@ -69,6 +76,8 @@ RIDS = st.one_of(st.none(), st.none(), st.sampled_from(["r1", "r2", "r3"]))
 KINDS = st.sampled_from([(EXCLUSIVE, 1), (EXCLUSIVE, 1), (SHARED, 1), (EXCLUSIVE, 2),
                          (EXCLUSIVE, 3)])
 VALUES = st.sampled_from([b"", b"v", b"\x00\xff\x80"])
+OWNERS = st.sampled_from(["o1", "o1", "o2"])
+DELAYS = st.sampled_from([0, 0, 1_000, 5_000])
 
 
 def _holders_compatible_with(lk, mode: int, permits: int) -> bool:
@@ -84,18 +93,21 @@ def _holders_compatible_with(lk, mode: int, permits: int) -> bool:
 def check_invariants(m: LockStateMachine, acquires: dict) -> None:
     """Structural invariants of one state. `acquires`: (sid, rid) -> the Acquire that made it."""
     tokens: list[int] = []
+    assert m.delayed == {n: lk.delay_until_ms for n, lk in m.locks.items() if lk.delay_until_ms}
     for name, lk in m.locks.items():
         assert lk.name == name
-        # no empty entries; waiters only exist behind holders
-        assert lk.holders, f"{name}: entry without holders ({len(lk.waiters)} waiters)"
+        # no empty entries; waiters only exist behind holders or a lock-delay
+        assert lk.holders or lk.delay_until_ms, (
+            f"{name}: entry without holders or delay ({len(lk.waiters)} waiters)")
         modes = {h.mode for h in lk.holders.values()}
-        assert len(modes) == 1, f"{name}: shared and exclusive holders together"
-        (mode,) = modes
+        assert len(modes) <= 1, f"{name}: shared and exclusive holders together"
+        mode = next(iter(modes), None)
         if mode == EXCLUSIVE:
             assert len(lk.holders) <= lk.permits, f"{name}: {len(lk.holders)} > {lk.permits}"
-        else:
-            assert mode == SHARED and lk.permits == 1
+        elif mode == SHARED:
+            assert lk.permits == 1
         for sid, h in lk.holders.items():
+            assert h.count >= 1 and (h.owner or h.count == 1), f"{name}: count {h.count}"
             assert h.session_id == sid
             assert sid in m.sessions, f"{name}: holder {sid} has no live session"
             assert m.sessions[sid].held.get(name) == h.token
@@ -115,7 +127,7 @@ def check_invariants(m: LockStateMachine, acquires: dict) -> None:
             else:
                 assert lk.permits == 1
             seen.append(w.session_id)
-        if lk.waiters:
+        if lk.waiters and not lk.delay_until_ms:
             head = lk.waiters[0]
             assert not _holders_compatible_with(lk, head.mode, head.permits), (
                 f"{name}: head waiter {head.session_id} is grantable but waits")
@@ -129,6 +141,43 @@ def check_invariants(m: LockStateMachine, acquires: dict) -> None:
             assert name in m.locks
             assert [w.request_id for w in m.locks[name].waiters if w.session_id == sid] == [rid]
         assert len(s.results) <= fsm_module.MAX_RESULTS_PER_SESSION
+    cycle = wait_for_cycle(m)
+    assert cycle is None, f"a cycle waits: {cycle}"
+
+
+def wait_for_cycle(m: LockStateMachine) -> list | None:
+    """A cycle in the wait-for graph, or None. Independent of the FSM's own search: a waiter
+    waits for every other holder of its lock and every conflicting waiter ahead of it;
+    semaphores (permits > 1) add no edges."""
+    edges: dict[str, list[str]] = {}
+    for lk in m.locks.values():
+        if lk.permits > 1:
+            continue
+        for i, w in enumerate(lk.waiters):
+            out = edges.setdefault(w.session_id, [])
+            out.extend(h for h in lk.holders if h != w.session_id)
+            out.extend(a.session_id for a in lk.waiters[:i]
+                       if a.session_id != w.session_id and (a.mode, w.mode) != (SHARED, SHARED))
+    state: dict[str, int] = {}        # 1 = on the stack, 2 = done
+
+    def visit(u: str, path: list[str]) -> list | None:
+        state[u] = 1
+        for v in edges.get(u, ()):
+            if state.get(v) == 1:
+                return path + [u, v]
+            if v not in state:
+                found = visit(v, path + [u])
+                if found:
+                    return found
+        state[u] = 2
+        return None
+
+    for u in list(edges):
+        if u not in state:
+            found = visit(u, [])
+            if found:
+                return found
+    return None
 
 
 class LockMachine(RuleBasedStateMachine):
@@ -144,6 +193,8 @@ class LockMachine(RuleBasedStateMachine):
         self.incarnation: dict[str, int] = {}
         # retry candidates: (cmd, first result, incarnation of its session, rid was fresh)
         self.retryable: list = []
+        self.counts: dict[int, int] = {}  # token -> expected hold count (reentrancy model)
+        self.now_ms = 1_000_000           # the leaders' wall clock, as ExpireSession carries it
 
     # ------------------------------------------------------------ plumbing
 
@@ -164,7 +215,10 @@ class LockMachine(RuleBasedStateMachine):
     def apply(self, cmd):
         before = {name: [(w.session_id, w.request_id) for w in lk.waiters]
                   for name, lk in self.m.locks.items()}
+        delayed_before = dict(self.m.delayed)
+        pre = self._hold_before(cmd)
         r = self.m.apply(cmd)
+        self._track_counts(cmd, pre, r)
         self.history.append(cmd)
         self.results.append(r)
         self.events += len(r.events)
@@ -174,13 +228,24 @@ class LockMachine(RuleBasedStateMachine):
             # every grant in this step is still a holder after it, with that token, and its
             # outcome is recorded so that a retry of the acquire returns it
             lk = self.m.locks[e.lock]
-            assert lk.holders[e.session_id].token == e.token
-            assert self.m.sessions[e.session_id].results.get(e.request_id) == [
-                None, {"granted": True, "token": e.token}]
+            h = lk.holders[e.session_id]
+            assert h.token == e.token
+            want = {"granted": True, "token": e.token}
+            if h.owner:
+                want["count"] = 1
+            assert self.m.sessions[e.session_id].results.get(e.request_id) == [None, want]
             self.grant_tokens.append(e.token)
+            self.counts[e.token] = 1
+            # nothing is granted on a lock in its lock-delay; only EndLockDelay ends one
+            assert not lk.delay_until_ms, f"{e.lock}: granted during its lock-delay"
+            if e.lock in delayed_before:
+                assert isinstance(cmd, EndLockDelay) and cmd.lock == e.lock
             # strict FIFO: a request that was not queued is granted only if nobody waited
             if (e.session_id, e.request_id) not in before.get(e.lock, ()):
                 assert not before.get(e.lock), f"{e.lock}: {e.session_id} jumped the queue"
+        for e in r.events:
+            if isinstance(e, LockDelayed):
+                assert isinstance(cmd, ExpireSession), "a lock-delay started without an expiry"
         for e in r.events:
             if isinstance(e, SessionClosed):
                 self.incarnation.pop(e.session_id, None)
@@ -194,6 +259,37 @@ class LockMachine(RuleBasedStateMachine):
                     assert not any(earlier in after for earlier in queue[:i]), (
                         f"{name}: {w} granted before an earlier waiter")
         return r
+
+    def _hold_before(self, cmd):
+        """(token, request_id of the grant, cached result) of the holder an Acquire/Release
+        of a session that holds its lock refers to, else None."""
+        if not isinstance(cmd, (Acquire, Release)):
+            return None
+        s = self.m.sessions.get(cmd.session_id)
+        lk = self.m.locks.get(cmd.lock)
+        h = lk.holders.get(cmd.session_id) if lk is not None else None
+        if s is None or h is None:
+            return None
+        return h.token, h.request_id, s.results.get(cmd.request_id)
+
+    def _track_counts(self, cmd, pre, r) -> None:
+        """The reentrancy model: a re-acquire by the holder's owner adds a hold, a release
+        takes one back; a cached duplicate changes nothing (also after cache eviction, a
+        re-evaluated request counts again: the cache bounds retry safety, DESIGN §1.7)."""
+        if pre is None or pre[2] is not None or r.code is not None:
+            return
+        token, grant_rid, _ = pre
+        if isinstance(cmd, Acquire) and r.value.get("granted") and grant_rid != cmd.request_id:
+            self.counts[token] = self.counts.get(token, 1) + 1
+            assert r.value == {"granted": True, "token": token, "count": self.counts[token]}
+        elif isinstance(cmd, Release) and cmd.token == token:
+            left = self.counts.get(token, 1) - 1
+            if left:
+                assert r.value == {"count": left}
+                self.counts[token] = left
+            else:
+                assert r.value == {}
+                self.counts.pop(token, None)
 
     # ------------------------------------------------------------ rules: sessions, epochs
 
@@ -228,7 +324,8 @@ class LockMachine(RuleBasedStateMachine):
         epoch = self.m.epoch + (stale or 0)
         before = self.m.to_snapshot()
         live = sid in self.m.sessions
-        r = self.apply(ExpireSession(sid, epoch))
+        self.now_ms += 700
+        r = self.apply(ExpireSession(sid, epoch, self.now_ms))
         if stale:
             assert r.code == "STALE_EPOCH" and r.events == ()
             assert self.m.to_snapshot() == before
@@ -242,7 +339,9 @@ class LockMachine(RuleBasedStateMachine):
         """Close or expire a session that holds or waits: its locks go to the next waiters."""
         busy = [sid for sid, s in self.m.sessions.items() if s.held or s.waits]
         sid = busy[pick % len(busy)]
-        r = self.apply(ExpireSession(sid, self.m.epoch) if expire else CloseSession(sid))
+        self.now_ms += 300
+        r = self.apply(ExpireSession(sid, self.m.epoch, self.now_ms) if expire
+                       else CloseSession(sid))
         assert r.code is None and sid not in self.m.sessions
 
     @rule(delta=st.integers(-2, 2), leader=st.sampled_from(["n1", "n2"]))
@@ -289,13 +388,15 @@ class LockMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------ rules: locks
 
-    def _acquire(self, sid, lock, rid, mode, permits, wait, value=b""):
+    def _acquire(self, sid, lock, rid, mode, permits, wait, value=b"", owner="", delay_ms=0):
         fresh = rid is None
         rid = self.rid(rid)
         s = self.m.sessions.get(sid)
         cached = s.results.get(rid) if s is not None else None
         before = self.m.to_snapshot()
-        cmd = Acquire(sid, lock, rid, mode, permits, wait, value)
+        lk = self.m.locks.get(lock)
+        held = lk.holders.get(sid) if lk is not None else None
+        cmd = Acquire(sid, lock, rid, mode, permits, wait, value, bool(owner), owner, delay_ms)
         r = self.apply(cmd)
         if s is None:
             assert r.code == "SESSION_NOT_FOUND"
@@ -308,12 +409,26 @@ class LockMachine(RuleBasedStateMachine):
         if any(getattr(e, "session_id", None) == sid and getattr(e, "request_id", None) == rid
                for e in r.events):
             self.acquires[(sid, rid)] = cmd       # this command granted or queued
-        if r.code is None and r.value.get("granted"):
+        if r.code is None and r.value.get("granted") and held is not None:
+            # a re-acquire by the holder: a retry of its grant, or its own owner, reentrantly
+            assert held.request_id == rid or (owner and held.owner == owner)
+            assert r.value["token"] == held.token and r.events == ()
+        elif r.code is None and r.value.get("granted"):
             assert self.m.sessions[sid].held[lock] == r.value["token"]
         elif r.code is None and r.value.get("queued"):
             assert self.m.sessions[sid].waits[lock] == rid
         elif r.code is not None:
             assert self.m.to_snapshot() == before and r.events == ()
+            if r.code == "DEADLOCK":
+                # refused because waiting WOULD close a cycle: check with the model's own search
+                assert wait and r.value["cycle"]
+                what_if = LockStateMachine.from_snapshot(before)
+                lk2 = what_if.locks.setdefault(lock, fsm_module.LockEntry(lock, permits))
+                lk2.waiters.append(fsm_module.Waiter(sid, rid, mode, permits, value))
+                what_if.sessions[sid].waits[lock] = rid
+                assert wait_for_cycle(what_if) is not None, "DEADLOCK without a cycle"
+        if held is not None and not (owner and held.owner == owner):
+            assert r.code in ("ALREADY_HELD", "MODE_CONFLICT") or held.request_id == rid, r
         if fresh:
             self.retryable.append((cmd, r, self.incarnation.get(sid)))
 
@@ -363,7 +478,9 @@ class LockMachine(RuleBasedStateMachine):
                           True, b"p")
 
     def _end(self, sid, how):
-        return CloseSession(sid) if how == "close" else ExpireSession(sid, self.m.epoch)
+        self.now_ms += 100
+        return (CloseSession(sid) if how == "close"
+                else ExpireSession(sid, self.m.epoch, self.now_ms))
 
     def _release(self, sid, lock, token, rid):
         fresh = rid is None
@@ -384,7 +501,11 @@ class LockMachine(RuleBasedStateMachine):
             assert r.code == "NOT_HOLDER" and r.events == ()
             assert self.m.to_snapshot() == before
         else:
-            assert r.code is None and lock not in self.m.sessions[sid].held
+            assert r.code is None
+            if r.value:
+                assert self.m.sessions[sid].held[lock] == token   # a reentrant hold went back
+            else:
+                assert lock not in self.m.sessions[sid].held
             if fresh:
                 self.retryable.append((cmd, r, self.incarnation.get(sid)))
 
@@ -396,11 +517,11 @@ class LockMachine(RuleBasedStateMachine):
         sid, lock, token = held[pick % len(held)]
         self._release(sid, lock, token, rid)
 
-    @precondition(lambda self: any(lk.waiters for lk in self.m.locks.values()))
+    @precondition(lambda self: any(lk.waiters and lk.holders for lk in self.m.locks.values()))
     @rule(pick=st.integers(0, 1000), how=st.sampled_from(["release", "close", "expire"]))
     def free_contended_lock(self, pick, how):
         """A holder of a lock with waiters lets go: the head waiter(s) must be granted."""
-        contended = [lk for lk in self.m.locks.values() if lk.waiters]
+        contended = [lk for lk in self.m.locks.values() if lk.waiters and lk.holders]
         lk = contended[(pick + len(self.history)) % len(contended)]
         sids = list(lk.holders)
         sid = sids[pick % len(sids)]
@@ -433,7 +554,7 @@ class LockMachine(RuleBasedStateMachine):
     def release_wrong_token(self, sid, lock, rid, which, pick):
         if which == "old" and self.grant_tokens:
             token = self.grant_tokens[pick % len(self.grant_tokens)]
-        elif which == "other" and self.m.locks.get(lock) is not None:
+        elif which == "other" and self.m.locks.get(lock) is not None and self.m.locks[lock].holders:
             token = next(iter(self.m.locks[lock].holders.values())).token
         else:
             token = self.m.next_token + pick
@@ -456,7 +577,10 @@ class LockMachine(RuleBasedStateMachine):
             # not waiting: nothing changes; a grant that already happened is reported
             assert r.events == () and self.m.to_snapshot() == before
             if holder is not None and holder.request_id == rid:
-                assert (r.code, r.value) == (None, {"granted": True, "token": holder.token})
+                want = {"granted": True, "token": holder.token}
+                if holder.owner:
+                    want["count"] = holder.count
+                assert (r.code, r.value) == (None, want)
 
     @precondition(lambda self: any(s.waits for s in self.m.sessions.values()))
     @rule(pick=st.integers(0, 1000), cause=st.sampled_from(["timeout", "cancelled"]))
@@ -488,6 +612,48 @@ class LockMachine(RuleBasedStateMachine):
             assert [r.code, r.value] == cached
             assert r.events == () and self.m.to_snapshot() == before
 
+    # ------------------------------------------------------------ rules: beyond the mutex
+
+    @rule(who=WHO, lock=LOCKS, rid=RIDS, owner=OWNERS, kind=KINDS, wait=st.booleans(),
+          delay=DELAYS)
+    def acquire_reentrant(self, who, lock, rid, owner, kind, wait, delay):
+        self._acquire(self.sid(who), lock, rid, kind[0], kind[1], wait, b"r", owner, delay)
+
+    @precondition(lambda self: any(h.owner for lk in self.m.locks.values()
+                                   for h in lk.holders.values()))
+    @rule(pick=st.integers(0, 1000), rid=RIDS)
+    def reenter_held(self, pick, rid):
+        """A reentrant holder's owner acquires its lock again."""
+        held = [(sid, lk, h) for lk in self.m.locks.values() for sid, h in lk.holders.items()
+                if h.owner]
+        sid, lk, h = held[pick % len(held)]
+        self._acquire(sid, lk.name, rid, h.mode, lk.permits, pick % 2 == 0, b"", h.owner)
+
+    @rule(who=WHO, lock=LOCKS, kind=KINDS, delay=DELAYS, wait=st.booleans())
+    def acquire_with_lock_delay(self, who, lock, kind, delay, wait):
+        self._acquire(self.sid(who), lock, None, kind[0], kind[1], wait, b"d", "", delay)
+
+    @precondition(lambda self: self.m.delayed)
+    @rule(pick=st.integers(0, 1000), stale=st.booleans())
+    def end_lock_delay(self, pick, stale):
+        """The leader ends a lock-delay (or a late EndLockDelay for an older end arrives)."""
+        names = list(self.m.delayed)
+        name = names[pick % len(names)]
+        until = self.m.delayed[name]
+        before = self.m.to_snapshot()
+        r = self.apply(EndLockDelay(name, until - 1 if stale else until))
+        assert r.code is None
+        if stale:
+            assert r.value["ended"] is False and self.m.to_snapshot() == before
+        else:
+            assert r.value == {"ended": True} and name not in self.m.delayed
+
+    @rule(name=LOCKS)
+    def end_lock_delay_of_any_lock(self, name):
+        delayed = name in self.m.delayed
+        r = self.apply(EndLockDelay(name, 0))
+        assert r.code is None and r.value["ended"] is delayed
+
     # ------------------------------------------------------------ rules: restarts
 
     @rule(via=st.sampled_from(["snapshot", "pickle"]))
@@ -503,6 +669,12 @@ class LockMachine(RuleBasedStateMachine):
     @invariant()
     def structure(self):
         check_invariants(self.m, self.acquires)
+
+    @invariant()
+    def reentrant_counts_match_the_model(self):
+        for lk in self.m.locks.values():
+            for h in lk.holders.values():
+                assert h.count == self.counts.get(h.token, 1), (lk.name, h.count)
 
     @invariant()
     def tokens_strictly_increase(self):

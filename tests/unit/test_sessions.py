@@ -79,6 +79,7 @@ def test_checkpoint_is_not_repeated_until_silence_grew():
 def test_a_new_leader_records_silence_of_sessions_it_has_not_heard_from_without_the_threshold():
     t = promoted([("a", 9_000, 0), ("b", 9_000, 0)], now=100.0)
     t.renew("b", 100.1)
+    assert t.disconnect_silences(100.25) == [("a", 250)]  # on the first tick, no threshold
     assert t.silences(100.5) == [("a", 500)]
 
 
@@ -91,3 +92,25 @@ def test_add_before_promotion_is_ignored_and_promotion_reads_the_fsm_instead():
     t = SessionTracker()
     t.add("a", 1_000, 0.0)
     assert t.count() == 0
+
+
+def test_a_session_whose_keepalive_stream_ended_is_recorded_on_the_next_tick():
+    t = promoted()
+    t.add("a", 9_000, 100.0)
+    t.add("b", 9_000, 100.0)
+    t.renew("a", 101.0)
+    t.disconnected(["a", "gone"])                   # unknown ids are ignored
+    assert t.disconnect_silences(101.03) == [("a", 30)]
+    assert t.disconnect_silences(101.1) == []       # recorded once; growth via silences()
+    assert t.silences(101.5) == [("a", 500)]        # no missed-renewal threshold any more
+    assert t.renew("a", 101.6).needs_clear is True  # a reconnect must clear it first
+    t.cleared(["a"])
+    assert t.silences(102.0) == []                  # renewed, connected again: normal rules
+
+
+def test_a_renewal_on_a_new_stream_cancels_the_disconnect_before_it_is_recorded():
+    t = promoted()
+    t.add("a", 9_000, 100.0)
+    t.disconnected(["a"])
+    t.renew("a", 100.5)
+    assert t.disconnect_silences(100.6) == []

@@ -29,6 +29,7 @@ from .._client import ClientState
 from .._errors import (
     AlreadyHeldError,
     ClusterUnavailableError,
+    DeadlockError,
     InvalidRequestError,
     LockdError,
     LockTimeout,
@@ -56,6 +57,7 @@ __all__ = [
     "NotHolderError",
     "AlreadyHeldError",
     "ModeConflictError",
+    "DeadlockError",
     "LockTimeout",
     "ClusterUnavailableError",
     "ResourceExhaustedError",

@@ -47,15 +47,27 @@ _DEFAULT = object()
 class Lock:
     """A handle on one lock for one session. Create with `Session.lock/semaphore/rwlock`.
 
-    Not re-entrant: acquiring a handle that is held (or being acquired) raises RuntimeError;
-    use one handle per task. Attributes: `name`, `value` (bytes shown to readers), `shared`,
-    `permits`, `token` (the fencing token of the current grant, None when not held), `lost`
-    (an asyncio.Event set when the session ends while this lock is held).
+    Not re-entrant by default: acquiring a handle that is held (or being acquired) raises
+    RuntimeError; use one handle per task. With `reentrant=True` and an `owner` (e.g. a task
+    name), acquiring the held handle again -- or another handle of the same session and owner --
+    returns at once with the same token and one more hold (`count`); the lock is freed when
+    every hold was released (docs/reentrancy.md). `lock_delay` (seconds, 0..60) keeps the lock
+    from being granted to anyone for that long after this session EXPIRES while holding it
+    (never after release or close; docs/lock-delay.md). Attributes: `name`, `value` (bytes
+    shown to readers), `shared`, `permits`, `token` (the fencing token of the current grant,
+    None when not held), `count` (holds of this handle), `lost` (an asyncio.Event set when the
+    session ends while this lock is held).
     """
 
     def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
-                 value: bytes | str = b"", shared: bool = False, permits: int = 1) -> None:
+                 value: bytes | str = b"", shared: bool = False, permits: int = 1,
+                 reentrant: bool = False, owner: str | int | None = None,
+                 lock_delay: float = 0.0) -> None:
         rq.check_lock_args(name, timeout, shared, permits)
+        self.owner, self._lock_delay_ms = rq.lock_options(reentrant, owner, lock_delay)
+        self.reentrant = reentrant
+        self.lock_delay = lock_delay
+        self._count = 0
         self._session = session
         self.name = name
         self.value = rq.as_bytes(value)
@@ -80,6 +92,11 @@ class Lock:
     def token(self) -> int | None:
         """The fencing token of the current grant; None when not held (or lost)."""
         return self._token if self.locked() else None
+
+    @property
+    def count(self) -> int:
+        """How many holds this handle has (> 1 only for a reentrant handle); 0 when not held."""
+        return self._count if self.locked() else 0
 
     def locked(self) -> bool:
         """True while this handle holds the lock and its session's lease is still running.
@@ -106,9 +123,10 @@ class Lock:
         InvalidRequestError, ...). Cancellable: see the module docstring.
         """
         blocking, timeout = rq.normalize_acquire_args(blocking, timeout)
-        if self._busy or (self._token is not None and not self.lost.is_set()):
+        held = self._token is not None and not self.lost.is_set()
+        if self._busy or (held and not self.reentrant):
             raise RuntimeError(f"lock {self.name!r} is already held (or being acquired) by "
-                               "this handle; locks are not re-entrant")
+                               "this handle; locks are not re-entrant (see reentrant=True)")
         self._busy = True
         try:
             self._session._check_alive()
@@ -117,8 +135,15 @@ class Lock:
             token = await self._acquire(blocking, deadline)
             if token is None:
                 return False
+            if held:
+                # A reentrant re-acquire: the server answered with the same grant, one more hold.
+                self._count += 1
+                log.debug("lock_reentered lock=%s token=%d count=%d", self.name, token,
+                          self._count)
+                return True
             self.lost.clear()
             self._token = token
+            self._count = 1
             if not self._session._register_grant(self):
                 # The session ended while the grant was on its way: it is not ours to use.
                 self._token = None
@@ -147,7 +172,8 @@ class Lock:
             client._router, session_id=session.id, name=self.name, shared=self.shared,
             permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
             now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout))
+            retry=client._retry(deadline if blocking else now + client.timeout),
+            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
         try:
             return await self._attempts(call)
         except asyncio.CancelledError:
@@ -251,9 +277,17 @@ class Lock:
         """
         if self._token is None:
             raise RuntimeError(f"release of unlocked lock {self.name!r}")
-        token, self._token = self._token, None
         was_lost = self.lost.is_set()
         session = self._session
+        if self._count > 1 and not was_lost:
+            # A reentrant hold: give one back; the grant (and its token) stays.
+            self._count -= 1
+            mode = rq.release_mode(session._driver.state_of(session.id), was_lost=False,
+                                   session_closed=session._closed)
+            if mode is ReleaseMode.NORMAL:
+                await session._client._complete(self._release_one_hold(self._token))
+            return
+        token, self._token, self._count = self._token, None, 0
         session._unregister_lock(self)
         mode = rq.release_mode(session._driver.state_of(session.id), was_lost=was_lost,
                                session_closed=session._closed)
@@ -279,6 +313,16 @@ class Lock:
                 return
             raise
         log.debug("lock_released lock=%s token=%d", self.name, token)
+
+    async def _release_one_hold(self, token: int) -> None:
+        """Release one hold of a reentrant grant that stays held (the server decrements)."""
+        session = self._session
+        req = rq.release_request(session.id, self.name, token)
+        try:
+            await session._client._unary("Lock", "Release", req)
+        except SessionExpiredError:
+            session._mark_expired()
+        log.debug("lock_hold_released lock=%s token=%d count=%d", self.name, token, self._count)
 
     async def _withdraw(self, request_id: str) -> None:
         """Best effort: take back whatever the Acquire `request_id` left (waiter or grant)."""

@@ -1,0 +1,255 @@
+"""One load-generator process of `lockd bench`: `python -m lockd.bench.worker`.
+
+Protocol over stdin/stdout, one JSON object per line:
+
+    parent -> worker   {"kind": ..., "endpoints": ..., "workers": [...], ...}   (the spec)
+    worker -> parent   {"ready": true}            sessions are open, nothing measured yet
+    parent -> worker   {"go": START}              START: time.monotonic() at which to begin
+    worker -> parent   {"result": {...}}          raw records of the measured window
+                       {"error": "..."}           at any point instead; then exit 1
+
+`time.monotonic()` is CLOCK_MONOTONIC, one clock for every process of the machine, so the
+parent can line up the records of several workers. A worker uses ONE asyncio client (one
+channel, one keepalive stream) for all its lock workers; the keepalive workload spreads its
+sessions over several clients of at most `SESSIONS_PER_CLIENT`.
+
+The measured window is [START + warmup, START + warmup + duration]: cycles and grants that
+fall entirely inside it count; the worker's own CPU time over it is reported so the parent can
+tell whether the load generator was the bottleneck.
+"""
+
+import os
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+SESSIONS_PER_CLIENT = 500
+OPEN_CONCURRENCY = 128
+ACQUIRE_GRACE = 30.0   # a worker's acquire may wait this long past the window's end
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _send(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def _read_line(loop: asyncio.AbstractEventLoop) -> dict:
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    if not line:
+        raise EOFError("the parent closed stdin")
+    return json.loads(line)
+
+
+class Window:
+    """The measured window, in time.monotonic() seconds."""
+
+    def __init__(self, go: float, warmup: float, duration: float) -> None:
+        self.go = go
+        self.start = go + warmup
+        self.end = self.start + duration
+
+    def inside(self, t0: float, t1: float) -> bool:
+        return self.start <= t0 and t1 <= self.end
+
+
+# ---------------------------------------------------------------- workloads
+
+class LockWorkload:
+    """uncontended (each worker its own lock) and contended (all workers one lock)."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.client: Any = None
+        self.sessions: dict[str, Any] = {}
+
+    async def setup(self) -> None:
+        import lockd_client.aio as lockd
+
+        self.client = lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"])
+        opened = await asyncio.gather(*(
+            self.client.session(ttl=self.spec["ttl"], name=f"bench-{w}")
+            for w in self.spec["workers"]))
+        self.sessions = dict(zip(self.spec["workers"], opened))
+
+    def lock_name(self, worker: str) -> str:
+        prefix = self.spec["lock_prefix"]
+        return f"{prefix}c" if self.spec["kind"] == "contended" else f"{prefix}u/{worker}"
+
+    async def run(self, window: Window) -> dict:
+        cycles: list[list[float]] = []     # [start, end] of each acquire+release
+        grants: list[list] = []            # [token, worker, asked, granted, released]
+        errors: list[str] = []
+        contended = self.spec["kind"] == "contended"
+
+        async def one(worker: str) -> None:
+            s = self.sessions[worker]
+            name = self.lock_name(worker)
+            while time.monotonic() < window.end:
+                lk = s.lock(name)
+                t0 = time.monotonic()
+                try:
+                    ok = await lk.acquire(timeout=max(1.0, window.end - t0 + ACQUIRE_GRACE))
+                except Exception as e:   # count it, back off a little, go on
+                    errors.append(f"acquire: {type(e).__name__}: {e}")
+                    await asyncio.sleep(0.05)
+                    continue
+                t1 = time.monotonic()
+                if not ok:
+                    errors.append("acquire: timed out")
+                    continue
+                token = lk.token
+                tr = time.monotonic()
+                try:
+                    await lk.release()
+                except Exception as e:
+                    errors.append(f"release: {type(e).__name__}: {e}")
+                t2 = time.monotonic()
+                if contended:
+                    grants.append([token, worker, t0, t1, tr])
+                elif window.inside(t0, t2):
+                    cycles.append([t0, t2])
+
+        await asyncio.gather(*(one(w) for w in self.spec["workers"]))
+        return {"cycles": cycles, "grants": grants, "errors": errors}
+
+    async def teardown(self) -> None:
+        if self.client is not None:
+            await asyncio.wait_for(self.client.close(), timeout=30)
+
+
+class KeepaliveWorkload:
+    """N sessions kept alive by the client library for the window; counts false expiries."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.clients: list[Any] = []
+        self.sessions: list[Any] = []
+        self.ended: list[tuple[str, str, float]] = []   # (session, state, when)
+        self.suspended: list[float] = []                 # when a session became SUSPENDED
+        self.open_seconds = 0.0
+
+    async def setup(self) -> None:
+        import lockd_client.aio as lockd
+
+        n = self.spec["sessions"]
+        n_clients = max(1, -(-n // SESSIONS_PER_CLIENT))
+        self.clients = [lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"])
+                        for _ in range(n_clients)]
+        gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+        def listener(session_id: str):
+            def on_state(state: Any) -> None:
+                if state.name == "SUSPENDED":
+                    self.suspended.append(time.monotonic())
+                elif state.terminal and state.name != "CLOSED":
+                    self.ended.append((session_id[:8], state.name, time.monotonic()))
+            return on_state
+
+        async def open_one(i: int) -> Any:
+            async with gate:
+                s = await self.clients[i % n_clients].session(ttl=self.spec["ttl"],
+                                                              name=f"bench-ka-{i}")
+            s.add_listener(listener(s.id))
+            return s
+
+        t0 = time.monotonic()
+        self.sessions = list(await asyncio.gather(*(open_one(i) for i in range(n))))
+        self.open_seconds = time.monotonic() - t0
+
+    async def run(self, window: Window) -> dict:
+        await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+        live = sum(1 for s in self.sessions if s.alive)
+        return {"sessions": len(self.sessions), "alive_at_end": live,
+                "false_expiries": max(len(self.ended), len(self.sessions) - live),
+                "expired": [list(e[:2]) for e in self.ended[:20]],
+                "suspended": len(self.suspended),
+                "suspended_in_window": sum(1 for t in self.suspended
+                                           if window.start <= t <= window.end),
+                "open_s": round(self.open_seconds, 3),
+                "errors": []}
+
+    async def teardown(self) -> None:
+        gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+
+        async def close_one(s: Any) -> None:
+            async with gate:
+                try:
+                    await s.close()
+                except Exception:   # it expires on the server after its TTL
+                    pass
+
+        await asyncio.wait_for(asyncio.gather(*(close_one(s) for s in self.sessions)),
+                               timeout=120)
+        for c in self.clients:
+            await asyncio.wait_for(c.close(), timeout=30)
+
+
+WORKLOADS = {"uncontended": LockWorkload, "contended": LockWorkload,
+             "keepalive": KeepaliveWorkload}
+
+
+async def serve(spec: dict) -> int:
+    """Run the protocol of the module docstring for one spec; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    work = WORKLOADS[spec["kind"]](spec)
+    try:
+        try:
+            await work.setup()
+        except Exception as e:
+            _send({"error": f"setup failed: {type(e).__name__}: {e}"})
+            return 1
+        _send({"ready": True})
+        msg = await _read_line(loop)
+        window = Window(float(msg["go"]), spec["warmup"], spec["duration"])
+        await asyncio.sleep(max(0.0, window.go - time.monotonic()))
+        await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+        cpu0, wall0 = cpu_seconds(), time.monotonic()
+        at_end: list[float] = []
+
+        async def sample_at_end() -> None:
+            # CPU over the window only: draining the last waiters afterwards is not load.
+            await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+            at_end.extend((cpu_seconds(), time.monotonic()))
+
+        sampler = asyncio.ensure_future(sample_at_end())
+        result = await work.run(window)
+        await sampler
+        result["cpu_s"] = at_end[0] - cpu0
+        result["wall_s"] = at_end[1] - wall0
+        result["pid"] = os.getpid()
+        _send({"result": result})
+        return 0
+    except Exception as e:
+        _send({"error": f"{type(e).__name__}: {e}"})
+        return 1
+    finally:
+        try:
+            await work.teardown()
+        except Exception:
+            pass
+
+
+def main() -> None:
+    logging.getLogger("lockd.client").addHandler(logging.NullHandler())
+    line = sys.stdin.readline()
+    if not line:
+        sys.exit(2)
+    spec = json.loads(line)
+    sys.exit(asyncio.run(serve(spec)))
+
+
+if __name__ == "__main__":
+    main()
