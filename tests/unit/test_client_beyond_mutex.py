@@ -10,10 +10,11 @@ import pytest
 
 import lockd_client
 import lockd_client.aio
-from lockd.errors import ErrorCode, to_status
+from lockd.errors import ErrorCode
 from lockd_client import _errors as E
 from lockd_client import _requests as rq
 from lockd_client._retry import Retry
+from tests.support.rpc import server_error
 
 
 @pytest.mark.parametrize("reentrant, owner, delay, want", [
@@ -52,39 +53,9 @@ def test_acquire_requests_carry_reentrancy_and_lock_delay():
     assert (req.reentrant, req.owner, req.lock_delay_ms) == (True, "t1", 1500)
 
 
-class _RpcError(grpc.RpcError, grpc.Call):
-    def __init__(self, st):
-        self._st = st
-
-    def code(self):
-        return self._st.code
-
-    def details(self):
-        return self._st.details
-
-    def trailing_metadata(self):
-        return self._st.trailing_metadata
-
-    def initial_metadata(self):
-        return ()
-
-    def is_active(self):
-        return False
-
-    def time_remaining(self):
-        return None
-
-    def cancel(self):
-        return False
-
-    def add_callback(self, cb):
-        return False
-
-
 def test_deadlock_error_carries_the_cycle_from_the_error_info():
     cycle = [["beta/9c1e3f2a", "demo/x"], ["alpha/3f2a9c1e", "demo/y"]]
-    st = to_status(ErrorCode.DEADLOCK, "cycle", {"cycle": json.dumps(cycle)})
-    exc = E.from_rpc_error(_RpcError(st))
+    exc = E.from_rpc_error(server_error(ErrorCode.DEADLOCK, "cycle", {"cycle": json.dumps(cycle)}))
     assert isinstance(exc, lockd_client.DeadlockError)
     assert exc.code is grpc.StatusCode.ABORTED
     assert exc.cycle == [("beta/9c1e3f2a", "demo/x"), ("alpha/3f2a9c1e", "demo/y")]

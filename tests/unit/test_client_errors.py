@@ -7,44 +7,8 @@ import pytest
 
 import lockd_client
 from lockd.errors import ErrorCode, to_status
+from tests.support.rpc import FakeRpcError, server_error
 from lockd_client import _errors as E
-
-
-class FakeRpcError(grpc.RpcError, grpc.Call):
-    """A failed call as the sync stub raises it (code, details, trailing metadata)."""
-
-    def __init__(self, code: grpc.StatusCode, details: str = "", trailing=()):
-        self._code, self._details, self._trailing = code, details, tuple(trailing)
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._details
-
-    def trailing_metadata(self):
-        return self._trailing
-
-    def initial_metadata(self):
-        return ()
-
-    def is_active(self):
-        return False
-
-    def time_remaining(self):
-        return None
-
-    def cancel(self):
-        return False
-
-    def add_callback(self, callback):
-        return False
-
-
-def server_error(code: ErrorCode, message: str = "boom", metadata=None) -> FakeRpcError:
-    """What the server's error table puts on the wire for `code`."""
-    st = to_status(code, message, metadata)
-    return FakeRpcError(st.code, st.details, st.trailing_metadata)
 
 
 EXPECTED = {
