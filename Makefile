@@ -45,6 +45,12 @@ chaos: $(STAMP)
 	$(BIN)/python -m lockd_cluster.chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),60) \
 	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT))
 
+# Fuzzing (docs/security.md): a private local 3-node cluster gets CASES random and adversarial
+# RPCs; exit 0 if no node crashed, nothing answered UNKNOWN/INTERNAL and the replicas agree.
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python -m lockd_cluster.fuzz --cases $(or $(CASES),10000) $(if $(SEED),--seed $(SEED))
+
 # Benchmarks (docs/performance.md): a private local 3-node cluster (fsync on if `lockd serve`
 # has --fsync), the whole suite REPEAT times (medians and spread). Results also go to OUT
 # (default bench-out/bench.json). More flags: make bench BENCH_ARGS="--sessions 10000 --procs 2"

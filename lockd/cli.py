@@ -28,6 +28,9 @@ from typing import Any, Iterator, NoReturn  # noqa: E402
 import click  # noqa: E402
 
 from lockd import __version__  # noqa: E402
+from lockd.cli_security import (  # noqa: E402
+    check_security_files, client_tls, client_tls_options, security_settings,
+    serve_security_options)
 from lockd.config import (  # noqa: E402
     DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS, ConfigError, NodeConfig, split_hostport)
 
@@ -84,6 +87,7 @@ class Globals:
 
     endpoints: str
     timeout: float
+    tls: tuple = ()       # --tls-ca, --tls-cert, --tls-key, --tls-server-name (cli_security)
 
 
 def _warn(message: str) -> None:
@@ -129,9 +133,12 @@ def _endpoints_option():
               help="How long client commands try before reporting the cluster unavailable.")
 @click.option("--verbose", "-v", count=True,
               help="Show the client library's log on stderr (-v info, -vv debug).")
+@client_tls_options
 @click.version_option(__version__, prog_name="lockd")
 @click.pass_context
-def cli(ctx: click.Context, endpoints: str, timeout: float, verbose: int) -> None:
+def cli(ctx: click.Context, endpoints: str, timeout: float, verbose: int, tls_ca: str | None = None,
+        tls_cert: str | None = None, tls_key: str | None = None,
+        tls_server_name: str | None = None) -> None:
     """lockd: a Raft-replicated lock service (a Chubby in miniature).
 
     \b
@@ -139,7 +146,8 @@ def cli(ctx: click.Context, endpoints: str, timeout: float, verbose: int) -> Non
     Run a command under a lock:     lockd lock jobs/nightly -- ./nightly.sh
     Look at the cluster:            lockd status; lockd locks
     """
-    ctx.obj = Globals(endpoints=endpoints, timeout=timeout)
+    ctx.obj = Globals(endpoints=endpoints, timeout=timeout,
+                      tls=(tls_ca, tls_cert, tls_key, tls_server_name))
     if ctx.invoked_subcommand in ("serve", "up"):
         return   # a node configures its own logging; `up` leaves it to the nodes
     if verbose:
@@ -163,7 +171,7 @@ def _globals(ctx: click.Context, endpoints: str | None) -> Globals:
     except ConfigError as e:
         raise click.BadParameter(str(e).removeprefix("--endpoints: "),
                                  param_hint="'--endpoints'") from None
-    return Globals(endpoints=",".join(parsed), timeout=g.timeout)
+    return Globals(endpoints=",".join(parsed), timeout=g.timeout, tls=g.tls)
 
 
 # ---------------------------------------------------------------- serve
@@ -184,12 +192,15 @@ def _read_password_file(path: str) -> str:
 def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: str, dev: bool,
                  raft_password_file: str | None, default_ttl: float, log_format: str,
                  log_level: str, grpc_advertise_address: str = "", fsync: bool | None = None,
-                 metrics_address: str = "", config: str | None = None) -> NodeConfig:
+                 metrics_address: str = "", config: str | None = None,
+                 join: bool = False, **security: Any) -> NodeConfig:
     """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid.
 
     `config` (the --config file) was already merged by click as the defaults layer.
+    `security` holds the TLS, ACL and --max-* flags (lockd/cli_security.py).
     """
     password = _read_password_file(raft_password_file) if raft_password_file else None
+    security = security_settings(dict(security))
     try:
         return NodeConfig(
             raft_address=raft_address.strip(),
@@ -204,6 +215,8 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
             default_ttl_ms=round(default_ttl * 1000),
             log_format=log_format,
             log_level=log_level.lower(),
+            join=join,
+            **security,
         ).validate()
     except ConfigError as e:
         raise CliError(str(e), EXIT_USAGE) from None
@@ -292,6 +305,10 @@ or failed, 2 usage or configuration error.
                    "or port mapping); default: --grpc-address.")
 @click.option("--peers", envvar="LOCKD_PEERS", show_envvar=True, default="",
               metavar="HOST:PORT,...", help="Raft addresses of the other members.")
+@click.option("--join", is_flag=True, envvar="LOCKD_JOIN", show_envvar=True,
+              help="Join an existing cluster: --peers lists its current members; the node "
+                   "waits (log event waiting_to_be_added) until `lockd members add` adds it. "
+                   "See docs/operations.md.")
 @click.option("--data-dir", envvar="LOCKD_DATA_DIR", show_envvar=True, default=DEFAULT_DATA_DIR,
               show_default=True, type=click.Path(file_okay=False),
               help="Where this node keeps its Raft journal and snapshot.")
@@ -317,9 +334,13 @@ or failed, 2 usage or configuration error.
 @click.option("--log-level", envvar="LOCKD_LOG_LEVEL", show_envvar=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               default="info", show_default=True, help="Lowest level logged.")
+@serve_security_options
 def serve(**flags: Any) -> None:
     """Run one lockd node in the foreground until SIGTERM or Ctrl-C."""
     config = build_config(**flags)
+    problem = check_security_files(config)
+    if problem:
+        raise CliError(problem, EXIT_USAGE)
     try:
         from lockd.server import run_node
     except ImportError as e:
@@ -444,7 +465,8 @@ def _client_errors(g: Globals) -> Iterator[None]:
 def _connect(g: Globals):
     import lockd_client
 
-    return lockd_client.connect(g.endpoints, timeout=g.timeout)
+    tls = client_tls(*g.tls) if g.tls else False
+    return lockd_client.connect(g.endpoints, timeout=g.timeout, tls=tls)
 
 
 def _role_name(role: int) -> str:
@@ -492,10 +514,28 @@ def lock_to_dict(info: Any) -> dict[str, Any]:
         "mode": _mode_name(info.mode),
         "permits": info.permits or 1,
         "holders": [{"token": h.token, "mode": _mode_name(h.mode), "client_name": h.client_name,
-                     "value": _text(h.value)} for h in info.holders],
+                     "value": _text(h.value), "count": h.count or 1, "owner": h.owner,
+                     "lock_delay_ms": h.lock_delay_ms} for h in info.holders],
         "waiters": [{"mode": _mode_name(w.mode), "client_name": w.client_name}
                     for w in info.waiters],
+        "lock_delay_until_ms": info.lock_delay_until_ms,
     }
+
+
+def _holder_text(h: dict[str, Any]) -> str:
+    """One holder in `lockd locks`: token, client, reentrant holds, lock-delay, value."""
+    text = f"{h['token']}: {h['client_name']}"
+    if h["count"] > 1 or h["owner"]:
+        text += f" x{h['count']} (owner {h['owner']})"
+    if h["lock_delay_ms"]:
+        text += f" delay {h['lock_delay_ms'] / 1000:g}s"
+    return text + (f" [{h['value']}]" if h["value"] else "")
+
+
+def _delay_text(until_ms: int) -> str:
+    """A lock-delay's end, for people: the time left (or 'ending')."""
+    left = until_ms / 1000 - time.time()
+    return f"delayed {left:.1f}s more" if left > 0 else "delay ending"
 
 
 def _print_json(data: Any) -> None:
@@ -506,32 +546,35 @@ def _print_json(data: Any) -> None:
 
 @cli.command(epilog=SHORT_EPILOG)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", "-w", "watch", is_flag=True,
+              help="Refresh until Ctrl-C (exit 0); a failed refresh is shown, not fatal. "
+                   "With --json: one JSON document per line per refresh.")
+@click.option("--interval", type=click.FloatRange(min=0.1, max=3600), default=2.0,
+              show_default=True, metavar="SECONDS", help="--watch: time between refreshes.")
 @_endpoints_option()
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, endpoints: str | None) -> None:
-    """Show every member (role, term, indexes, lag) and the cluster's counters."""
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float,
+           endpoints: str | None) -> None:
+    """Show every member (role, term, indexes, lag) and the cluster's counters.
+
+    With --watch, the whole cluster on one screen, redrawn every --interval seconds until
+    Ctrl-C; while no node answers, the screen says so and the watch goes on.
+    """
     g = _globals(ctx, endpoints)
+    if watch:
+        from lockd.cli_status import watch_status
+
+        watch_status(g, as_json=as_json, interval=interval)
+        return
     with _client_errors(g), _connect(g) as client:
         resp = client.status()
     data = status_to_dict(resp)
     if as_json:
         _print_json(data)
         return
-    leader = data["leader_id"] or "none"
-    if data["leader_grpc_address"]:
-        leader += f" (gRPC {data['leader_grpc_address']})"
-    rows = []
-    for m in data["members"]:
-        role = m["role"] + (" (ready)" if m["role"] == "leader" and m["ready"] else "")
-        if m["error"]:
-            role += f": {m['error']}"
-        rows.append([m["id"], role, m["grpc_address"], m["raft_address"], m["term"],
-                     m["commit_index"], m["applied_index"], m["lag"]])
-    _print_table(["id", "role", "gRPC", "Raft", "term", "commit", "applied", "lag"], rows,
-                 right=("term", "commit", "applied", "lag"),
-                 title=f"leader: {leader}   sessions: {data['sessions']}   locks: "
-                       f"{data['locks']}   waiters: {data['waiters']}   next token: "
-                       f"{data['next_token']}")
+    from lockd.cli_status import COLUMNS, RIGHT, member_rows, summary_line
+
+    _print_table(COLUMNS, member_rows(data), right=RIGHT, title=summary_line(data))
 
 
 # ---------------------------------------------------------------- locks
@@ -556,9 +599,9 @@ def locks(ctx: click.Context, prefix: str, as_json: bool, endpoints: str | None)
     rows = []
     for d in data:
         mode = d["mode"] + (f" ({d['permits']} permits)" if d["permits"] > 1 else "")
-        holders = "\n".join(
-            f"{h['token']}: {h['client_name']}" + (f" [{h['value']}]" if h["value"] else "")
-            for h in d["holders"]) or "-"
+        holders = "\n".join(_holder_text(h) for h in d["holders"]) or "-"
+        if d["lock_delay_until_ms"]:
+            holders += f"\n({_delay_text(d['lock_delay_until_ms'])})"
         rows.append([d["name"], mode, holders, len(d["waiters"])])
     _print_table(["name", "mode", "holders (token: client [value])", "waiters"], rows)
 
@@ -907,3 +950,13 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (`lockd`)."""
     cli.main(args=argv, prog_name="lockd")
+
+
+# `lockd members list|add|remove` and `lockd leader transfer` live in lockd/cli_members.py,
+# which registers them on `cli` when imported.
+import lockd.cli_members  # noqa: E402,F401
+
+# `lockd elect` and `lockd watch` live in lockd/cli_elect.py.
+import lockd.cli_elect  # noqa: E402
+
+lockd.cli_elect.register(cli)

@@ -6,6 +6,8 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
+from .limits import Limits
+
 DEFAULT_TTL_MS = 10_000
 MIN_TTL_MS = 1_000
 MAX_TTL_MS = 3_600_000
@@ -70,6 +72,14 @@ class NodeConfig:
     log_format: str = "console"
     log_level: str = "info"
     node_name: str = field(default="")
+    join: bool = False                   # --join: wait to be added to an existing cluster
+    # Security (docs/security.md): TLS on the gRPC port, mTLS identities, ACLs, limits
+    tls_cert: str = ""                   # PEM certificate chain of this node's gRPC port
+    tls_key: str = ""                    # its PEM private key
+    tls_client_ca: str = ""              # CA bundle for client certificates: turns on mTLS
+    tls_ca: str = ""                     # CA bundle for other nodes' certificates (default: client CA)
+    acl_file: str = ""                   # TOML grants (needs mTLS); reloaded on SIGHUP
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def advertised_grpc(self) -> str:
@@ -114,6 +124,8 @@ class NodeConfig:
             raise ConfigError("--data-dir: must not be empty")
         if self.raft_address in self.peers:
             raise ConfigError("--peers: must not contain this node's own --raft-address")
+        if self.join and not self.peers:
+            raise ConfigError("--join: needs --peers with the cluster's current members")
         if not self.dev and not self.raft_password:
             raise ConfigError(
                 "--raft-password-file: required outside --dev (Raft traffic is pickled; "
@@ -131,7 +143,29 @@ class NodeConfig:
             raise ConfigError("raft timeouts: min must be below max")
         if self.leader_fallback_timeout_s <= self.raft_max_timeout_s:
             raise ConfigError("leader fallback timeout must exceed the max election timeout")
+        self._validate_security()
         return self
+
+    def _validate_security(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key: give both or neither")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("--tls-client-ca: needs --tls-cert and --tls-key (mTLS is TLS "
+                              "plus client certificates)")
+        if self.tls_ca and not self.tls_cert:
+            raise ConfigError("--tls-ca: needs --tls-cert and --tls-key")
+        if self.acl_file and not self.tls_client_ca:
+            raise ConfigError("--acl-file: needs --tls-client-ca (identities come from client "
+                              "certificates)")
+        problems = self.limits.problems()
+        if problems:
+            raise ConfigError(problems[0])
+
+    @property
+    def grpc_plaintext_exposed(self) -> bool:
+        """Plain-text gRPC on a non-loopback address outside --dev (served, with a warning)."""
+        host = split_hostport(self.grpc_address, "--grpc-address")[0]
+        return not self.tls_cert and not self.dev and not is_loopback(host)
 
     @classmethod
     def for_tests(cls, raft_address: str, grpc_address: str, data_dir: str, **kw) -> "NodeConfig":

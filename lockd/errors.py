@@ -34,8 +34,16 @@ class ErrorCode(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     OVERLOADED = "OVERLOADED"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
     STALE_EPOCH = "STALE_EPOCH"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
+    REVISION_COMPACTED = "REVISION_COMPACTED"
+    MEMBER_EXISTS = "MEMBER_EXISTS"
+    MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
+    MEMBERSHIP_BUSY = "MEMBERSHIP_BUSY"
+    MEMBER_UNREACHABLE = "MEMBER_UNREACHABLE"
+    QUORUM_AT_RISK = "QUORUM_AT_RISK"
+    TRANSFER_FAILED = "TRANSFER_FAILED"
     INTERNAL = "INTERNAL"
 
 
@@ -55,8 +63,23 @@ _TABLE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.LIMIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    # An ACL refusal (lockd/acl.py); metadata: permission, prefix (the name refused), identity.
+    ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.STALE_EPOCH: grpc.StatusCode.ABORTED,
     ErrorCode.REQUEST_ID_REUSED: grpc.StatusCode.INVALID_ARGUMENT,
+    # Watch from a revision older than the retained window (docs/watch.md); metadata:
+    # oldest_revision (the oldest still retained: re-list, then watch after it - 1).
+    ErrorCode.REVISION_COMPACTED: grpc.StatusCode.OUT_OF_RANGE,
+    # Membership (docs/operations.md): an add of a member whose gRPC address differs, an unknown
+    # member, another change in flight (or pysyncobj's REQUEST_DENIED), a new member that never
+    # connected (the add was undone), a change whose new majority is not reachable, a
+    # leadership transfer that did not complete in time. None is retried by the client.
+    ErrorCode.MEMBER_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorCode.MEMBER_NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorCode.MEMBERSHIP_BUSY: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.MEMBER_UNREACHABLE: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.QUORUM_AT_RISK: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorCode.TRANSFER_FAILED: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 

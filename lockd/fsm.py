@@ -7,7 +7,11 @@ raises for a business outcome (pysyncobj retries a raising entry forever); outco
 
 State: sessions (with their held locks, waits, recent request results and recorded
 silence), locks (holders and a strict FIFO wait queue), the global fencing counter
-`next_token`, the leader `epoch`, members' gRPC addresses, and an event `revision`.
+`next_token`, the leader `epoch`, members' gRPC addresses, and an event `revision`: every
+event adds one, so revisions are identical on every replica. The last WATCH_WINDOW lock events
+(not session or epoch events) are retained, with their revisions, in `window` (and in
+snapshots) for Watch and Observe (docs/watch.md); `Proclaim` lets a holder replace its value
+(elections, docs/election.md).
 
 Beyond the mutex (DESIGN §2):
 - Reentrancy: an Acquire with `reentrant` and an `owner` records the owner on the grant; the
@@ -32,6 +36,7 @@ from .commands import (
     EXCLUSIVE,
     SHARED,
     Acquire,
+    AcquireMany,
     Barrier,
     BeginEpoch,
     CancelWait,
@@ -46,19 +51,23 @@ from .commands import (
     LockGranted,
     LockReleased,
     OpenSession,
+    Proclaim,
     Release,
     Result,
     SessionClosed,
     SessionOpened,
     SetMemberInfo,
+    ValueProclaimed,
     WaitEnded,
     WaiterAdded,
 )
 
-SNAPSHOT_FORMAT = 2
+SNAPSHOT_FORMAT = 3
 """2 added holders' owner/count/lock_delay_ms, waiters' owner/lock_delay_ms and locks'
-delay_until_ms; format 1 snapshots still load (those fields take their defaults)."""
-_READABLE_FORMATS = (1, 2)
+delay_until_ms; 3 added the retained window of lock events (`window`, `compacted_revision`).
+Format 1 and 2 snapshots still load (those fields take their defaults; the window is empty
+and everything up to the snapshot's revision counts as compacted)."""
+_READABLE_FORMATS = (1, 2, 3)
 
 # Limits are part of the replicated semantics, so they are constants here (never per-node config).
 MAX_SESSIONS = 100_000
@@ -67,6 +76,19 @@ MAX_WAITERS_PER_LOCK = 10_000
 MAX_RESULTS_PER_SESSION = 256
 MAX_LOCK_DELAY_MS = 60_000
 MAX_OWNER_BYTES = 128
+WATCH_WINDOW = 10_000
+"""Lock events retained for Watch/Observe (docs/watch.md): the last this many, on every node."""
+
+# Watch event types: the numbers of `lockd.v1.EventType` (kept in snapshots: never renumber).
+EV_ACQUIRED = 1
+EV_RELEASED = 2
+EV_EXPIRED = 3
+EV_WAITER_ADDED = 4
+EV_WAITER_REMOVED = 5
+EV_LOCK_DELAYED = 6
+EV_LOCK_DELAY_ENDED = 7
+EV_VALUE_CHANGED = 8
+MAX_LOCKS_PER_MANY = 64
 
 
 class Holder:
@@ -96,11 +118,14 @@ class Holder:
 
 
 class Waiter:
+    """One queued request. `group` names every lock of an AcquireMany wait (in request
+    order; the same waiter sits in each of those queues), empty for a single-lock wait."""
+
     __slots__ = ("session_id", "request_id", "mode", "permits", "value", "owner",
-                 "lock_delay_ms")
+                 "lock_delay_ms", "group")
 
     def __init__(self, session_id: str, request_id: str, mode: int, permits: int, value: bytes,
-                 owner: str = "", lock_delay_ms: int = 0):
+                 owner: str = "", lock_delay_ms: int = 0, group: tuple = ()):
         self.session_id = session_id
         self.request_id = request_id
         self.mode = mode
@@ -108,14 +133,21 @@ class Waiter:
         self.value = value
         self.owner = owner
         self.lock_delay_ms = lock_delay_ms
+        self.group = group
 
     def to_list(self) -> list:
-        return [self.session_id, self.request_id, self.mode, self.permits,
-                self.value.decode("latin-1"), self.owner, self.lock_delay_ms]
+        r = [self.session_id, self.request_id, self.mode, self.permits,
+             self.value.decode("latin-1"), self.owner, self.lock_delay_ms]
+        if self.group:
+            r.append(list(self.group))
+        return r
 
     @classmethod
     def from_list(cls, r: list) -> "Waiter":
-        return cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"), *r[5:7])
+        w = cls(r[0], r[1], r[2], r[3], r[4].encode("latin-1"), *r[5:7])
+        if len(r) > 7:
+            w.group = tuple(r[7])
+        return w
 
 
 class LockEntry:
@@ -152,12 +184,14 @@ class LockEntry:
 
 
 class SessionEntry:
-    __slots__ = ("session_id", "ttl_ms", "client_name", "held", "waits", "results", "silent_ms")
+    __slots__ = ("session_id", "ttl_ms", "client_name", "held", "waits", "results", "silent_ms",
+                 "identity")
 
-    def __init__(self, session_id: str, ttl_ms: int, client_name: str):
+    def __init__(self, session_id: str, ttl_ms: int, client_name: str, identity: str = ""):
         self.session_id = session_id
         self.ttl_ms = ttl_ms
         self.client_name = client_name
+        self.identity = identity               # the opener's mTLS identity ("" without mTLS)
         self.held: dict[str, int] = {}         # lock name -> token
         self.waits: dict[str, str] = {}        # lock name -> request_id
         self.results: dict[str, list] = {}     # request_id -> [code, value]; FIFO-evicted
@@ -176,7 +210,13 @@ class LockStateMachine:
         self.members: dict[str, str] = {}      # raft address -> gRPC address
         self.revision = 0
         self.delayed: dict[str, int] = {}      # lock name -> delay_until_ms (an index of locks)
+        # Retained lock events, oldest first: (revision, type, lock, token, mode, value,
+        # client_name, cause, until_ms). Events up to `compacted_revision` are gone.
+        self.window: list[tuple] = []
+        self.compacted_revision = 0
         self._events: list = []
+        self._to_grant: list[str] = []         # locks whose queues _grant_waiters must look at
+        self._granting = False
 
     # ------------------------------------------------------------ apply
 
@@ -194,6 +234,47 @@ class LockStateMachine:
 
     def _emit(self, ev) -> None:
         self._events.append(ev)
+        rec = self._watch_record(ev, self.revision + len(self._events))
+        if rec is not None:
+            self.window.append(rec)
+            if len(self.window) > WATCH_WINDOW:
+                self.compacted_revision = self.window.pop(0)[0]
+
+    def _watch_record(self, ev, rev: int) -> tuple | None:
+        """The retained form of a lock event (None for session/epoch events).
+
+        Built when the event is emitted, so the holder or waiter it names is still in the
+        tables. Carries client names, never session ids (watchers see no secrets).
+        """
+        t = type(ev)
+        if t is LockGranted:
+            h = self.locks[ev.lock].holders[ev.session_id]
+            return (rev, EV_ACQUIRED, ev.lock, ev.token, ev.mode, h.value,
+                    self._client_name(ev.session_id), "", 0)
+        if t is LockReleased:
+            kind = EV_EXPIRED if ev.cause == "expired" else EV_RELEASED
+            return (rev, kind, ev.lock, ev.token, 0, b"", self._client_name(ev.session_id),
+                    ev.cause, 0)
+        if t is WaiterAdded:
+            mode = 0
+            for w in reversed(self.locks[ev.lock].waiters):
+                if w.session_id == ev.session_id:
+                    mode = w.mode
+                    break
+            return (rev, EV_WAITER_ADDED, ev.lock, 0, mode, b"", self._client_name(ev.session_id),
+                    "", 0)
+        if t is WaitEnded:
+            return (rev, EV_WAITER_REMOVED, ev.lock, 0, 0, b"", self._client_name(ev.session_id),
+                    ev.cause, 0)
+        if t is LockDelayed:
+            return (rev, EV_LOCK_DELAYED, ev.lock, 0, 0, b"", "", "", ev.until_ms)
+        if t is LockDelayEnded:
+            return (rev, EV_LOCK_DELAY_ENDED, ev.lock, 0, 0, b"", "", "", 0)
+        if t is ValueProclaimed:
+            h = self.locks[ev.lock].holders[ev.session_id]
+            return (rev, EV_VALUE_CHANGED, ev.lock, ev.token, h.mode, h.value,
+                    self._client_name(ev.session_id), "", 0)
+        return None
 
     def _barrier(self, cmd: Barrier):
         return None, None
@@ -219,7 +300,8 @@ class LockStateMachine:
             return None, {"created": False, "ttl_ms": s.ttl_ms}
         if len(self.sessions) >= MAX_SESSIONS:
             return "LIMIT_EXCEEDED", {"limit": "sessions", "max": MAX_SESSIONS}
-        self.sessions[cmd.session_id] = SessionEntry(cmd.session_id, cmd.ttl_ms, cmd.client_name)
+        self.sessions[cmd.session_id] = SessionEntry(cmd.session_id, cmd.ttl_ms, cmd.client_name,
+                                                     cmd.identity)
         self._emit(SessionOpened(cmd.session_id, cmd.ttl_ms))
         return None, {"created": True, "ttl_ms": cmd.ttl_ms}
 
@@ -287,20 +369,38 @@ class LockStateMachine:
                 s.silent_ms = 0
         return None, None
 
-    def _remember(self, s: SessionEntry, request_id: str, code, value) -> None:
+    def _remember(self, s: SessionEntry, request_id: str, code, value, kind: str) -> None:
+        """Record a request's outcome for retries; `kind` names the request (see `_cached`)."""
         if request_id in s.results:
             del s.results[request_id]
-        s.results[request_id] = [code, value]
+        s.results[request_id] = [code, value, kind]
         while len(s.results) > MAX_RESULTS_PER_SESSION:
             del s.results[next(iter(s.results))]
+
+    @staticmethod
+    def _cached(s: SessionEntry, request_id: str, kind: str):
+        """The recorded (code, value) of a retried request, or None if it is new.
+
+        A request id is one request: reused for another kind of request or another lock it is
+        refused with REQUEST_ID_REUSED, never answered with someone else's outcome (a Release
+        reusing an Acquire's id must not answer OK and leave the lock held). Outcomes recorded
+        before kinds existed (older snapshots) carry none and match any request.
+        """
+        cached = s.results.get(request_id)
+        if cached is None:
+            return None
+        if len(cached) > 2 and cached[2] != kind:
+            return "REQUEST_ID_REUSED", {"error": f"request_id already used by {cached[2]}"}
+        return cached[0], cached[1]
 
     def _acquire(self, cmd: Acquire):
         s = self.sessions.get(cmd.session_id)
         if s is None:
             return "SESSION_NOT_FOUND", None
-        cached = s.results.get(cmd.request_id)
+        kind = _kind("acquire", cmd.lock)
+        cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
-            return cached[0], cached[1]
+            return cached
         # The servicer validates these; the FSM still never trusts a command blindly.
         if cmd.reentrant and not cmd.owner:
             return "INVALID_ARGUMENT", {"error": "owner is required with reentrant"}
@@ -318,6 +418,10 @@ class LockStateMachine:
                 return "ALREADY_HELD", {"token": h.token}
             if cmd.lock in s.waits:
                 if s.waits[cmd.lock] == cmd.request_id:
+                    w = next(w for w in lk.waiters if w.session_id == cmd.session_id)
+                    if w.group:
+                        return "REQUEST_ID_REUSED", {"error": "request_id already used by an "
+                                                              "acquire_many"}
                     return None, {"queued": True}
                 return "ALREADY_WAITING", None
             if not lk.idle:
@@ -337,17 +441,17 @@ class LockStateMachine:
             token = self._grant(lk, cmd.session_id, cmd.request_id, cmd.mode, cmd.value,
                                 owner, cmd.lock_delay_ms)
             value = self._grant_value(lk.holders[cmd.session_id])
-            self._remember(s, cmd.request_id, None, value)
+            self._remember(s, cmd.request_id, None, value, kind)
             return None, value
         if not cmd.wait:
             self._drop_if_empty(lk)
             value = {"granted": False}
-            self._remember(s, cmd.request_id, None, value)
+            self._remember(s, cmd.request_id, None, value, kind)
             return None, value
         if len(lk.waiters) >= MAX_WAITERS_PER_LOCK:
             self._drop_if_empty(lk)
             return "LIMIT_EXCEEDED", {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
-        cycle = self._find_cycle(cmd.session_id, lk, cmd.mode)
+        cycle = self._find_cycle(cmd.session_id, [(lk, cmd.mode)])
         if cycle is not None:
             self._drop_if_empty(lk)
             return "DEADLOCK", {"cycle": cycle}
@@ -371,7 +475,7 @@ class LockStateMachine:
         h.count += 1
         h.lock_delay_ms = max(h.lock_delay_ms, cmd.lock_delay_ms)
         value = {"granted": True, "token": h.token, "count": h.count}
-        self._remember(s, cmd.request_id, None, value)
+        self._remember(s, cmd.request_id, None, value, _kind("acquire", lk.name))
         return None, value
 
     def _grant(self, lk: LockEntry, sid: str, request_id: str, mode: int, value: bytes,
@@ -386,14 +490,35 @@ class LockStateMachine:
     def _grant_waiters(self, lk: LockEntry) -> None:
         """Grant from the head of the queue while the head is compatible (strict FIFO).
 
-        Nothing is granted while the lock is in its lock-delay.
+        Nothing is granted while the lock is in its lock-delay. A multi-lock head is granted
+        only when it heads every one of its queues at once (`_group_ready`); its grant may
+        free the heads of its other locks, which are then looked at in turn (a worklist, not
+        recursion, so chains of multi-lock waiters cannot overflow the stack).
         """
+        self._to_grant.append(lk.name)
+        if self._granting:
+            return
+        self._granting = True
+        try:
+            while self._to_grant:
+                entry = self.locks.get(self._to_grant.pop(0))
+                if entry is not None:
+                    self._grant_head(entry)
+        finally:
+            self._granting = False
+
+    def _grant_head(self, lk: LockEntry) -> None:
         if lk.delay_until_ms:
             return
         while lk.waiters:
             w = lk.waiters[0]
             if not lk.compatible(w.mode, w.permits):
                 break
+            if w.group:
+                if not self._group_ready(w):
+                    break
+                self._grant_group(w)
+                continue
             if not lk.holders and w.mode == EXCLUSIVE:
                 lk.permits = w.permits
             lk.waiters.pop(0)
@@ -401,8 +526,127 @@ class LockStateMachine:
             del s.waits[lk.name]
             self._grant(lk, w.session_id, w.request_id, w.mode, w.value, w.owner,
                         w.lock_delay_ms)
-            self._remember(s, w.request_id, None, self._grant_value(lk.holders[w.session_id]))
+            self._remember(s, w.request_id, None, self._grant_value(lk.holders[w.session_id]),
+                           _kind("acquire", lk.name))
         self._drop_if_empty(lk)
+
+    def _group_ready(self, w: Waiter) -> bool:
+        """Does this multi-lock waiter head every one of its queues, grantable in each?"""
+        for name in w.group:
+            lk = self.locks[name]
+            if lk.delay_until_ms or not lk.waiters or lk.waiters[0].session_id != w.session_id:
+                return False
+            head = lk.waiters[0]
+            if not lk.compatible(head.mode, head.permits):
+                return False
+        return True
+
+    def _grant_group(self, w: Waiter) -> None:
+        """Grant every lock of a ready multi-lock waiter in this one step (all or none)."""
+        s = self.sessions[w.session_id]
+        tokens = []
+        for name in w.group:
+            lk = self.locks[name]
+            head = lk.waiters.pop(0)
+            del s.waits[name]
+            if not lk.holders and head.mode == EXCLUSIVE:
+                lk.permits = head.permits
+            tokens.append([name, self._grant(lk, w.session_id, w.request_id, head.mode,
+                                             head.value, "", head.lock_delay_ms)])
+        self._remember(s, w.request_id, None, {"granted": True, "tokens": tokens},
+                       _many_kind(w.group))
+        for name in w.group:
+            self._to_grant.append(name)
+
+    def _acquire_many(self, cmd: AcquireMany):
+        """All of several locks in one step, or (wait) one waiter in every queue at once.
+
+        Fairness: the waiter keeps its FIFO place in each queue, and requests behind it there
+        wait for it, so it cannot starve; it is granted when it heads all of its queues.
+        Waiters of different AcquireManys join every queue in one step, so they are ordered
+        the same way in all of them and never wait for each other in a cycle; a cycle through
+        a holder is refused as DEADLOCK at enqueue, as for a single lock.
+        """
+        s = self.sessions.get(cmd.session_id)
+        if s is None:
+            return "SESSION_NOT_FOUND", None
+        kind = _many_kind([it[0] for it in cmd.locks])
+        cached = self._cached(s, cmd.request_id, kind)
+        if cached is not None:
+            return cached[0], cached[1]
+        items = cmd.locks
+        names = [it[0] for it in items]
+        if not 1 <= len(items) <= MAX_LOCKS_PER_MANY or len(dict.fromkeys(names)) != len(names):
+            return "INVALID_ARGUMENT", {"error": f"1..{MAX_LOCKS_PER_MANY} distinct lock names"}
+        if not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
+            return "INVALID_ARGUMENT", {"error": "lock_delay_ms out of range"}
+        if all(s.waits.get(n) == cmd.request_id for n in names):
+            w = next(w for w in self.locks[names[0]].waiters if w.session_id == cmd.session_id)
+            if w.group != tuple(names):
+                return "REQUEST_ID_REUSED", {"error": "request_id already used by another wait"}
+            return None, {"queued": True}      # a retry of a request that is still queued
+        for name, mode, permits, _value in items:
+            if mode not in (EXCLUSIVE, SHARED) or permits < 1 or (mode == SHARED and permits != 1):
+                return "INVALID_ARGUMENT", {"error": f"bad mode or permits for {name}"}
+            lk = self.locks.get(name)
+            if lk is None:
+                continue
+            if cmd.session_id in lk.holders:
+                return "ALREADY_HELD", {"lock": name}
+            if name in s.waits:
+                return "ALREADY_WAITING", {"lock": name}
+            if not lk.idle and ((mode == EXCLUSIVE and permits != lk.permits)
+                                or (mode == SHARED and lk.permits > 1)):
+                return "MODE_CONFLICT", {"lock": name, "permits": lk.permits}
+        if len(s.held) + len(s.waits) + len(items) > MAX_LOCKS_PER_SESSION:
+            return "LIMIT_EXCEEDED", {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
+        free = True
+        for name, mode, permits, _value in items:
+            lk = self.locks.get(name)
+            if lk is not None and (lk.waiters or lk.delay_until_ms
+                                   or not lk.compatible(mode, permits)):
+                free = False
+                break
+        if free:
+            tokens = []
+            for name, mode, permits, value in items:
+                lk = self._entry(name, mode, permits)
+                tokens.append([name, self._grant(lk, cmd.session_id, cmd.request_id, mode,
+                                                 value, "", cmd.lock_delay_ms)])
+            value = {"granted": True, "tokens": tokens}
+            self._remember(s, cmd.request_id, None, value, kind)
+            return None, value
+        if not cmd.wait:
+            value = {"granted": False}
+            self._remember(s, cmd.request_id, None, value, kind)
+            return None, value
+        for name in names:
+            lk = self.locks.get(name)
+            if lk is not None and len(lk.waiters) >= MAX_WAITERS_PER_LOCK:
+                return "LIMIT_EXCEEDED", {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
+        starts = [(self.locks[name], mode) for name, mode, _p, _v in items if name in self.locks]
+        cycle = self._find_cycle(cmd.session_id, starts)
+        if cycle is not None:
+            return "DEADLOCK", {"cycle": cycle}
+        group = tuple(names)
+        for name, mode, permits, value in items:
+            lk = self._entry(name, mode, permits)
+            lk.waiters.append(Waiter(cmd.session_id, cmd.request_id, mode, permits, value,
+                                     "", cmd.lock_delay_ms, group))
+            s.waits[name] = cmd.request_id
+            self._emit(WaiterAdded(name, cmd.session_id, cmd.request_id))
+        # Not grantable now (see `free`), so it cannot head all of its queues yet.
+        return None, {"queued": True}
+
+    def _entry(self, name: str, mode: int, permits: int) -> LockEntry:
+        """The lock's entry, created if absent; an idle one takes the newcomer's permits."""
+        lk = self.locks.get(name)
+        if lk is None:
+            lk = LockEntry(name, permits if mode == EXCLUSIVE else 1)
+            self.locks[name] = lk
+        elif lk.idle:
+            lk.permits = permits if mode == EXCLUSIVE else 1
+        return lk
 
     def _drop_if_empty(self, lk: LockEntry) -> None:
         if lk.idle and not lk.delay_until_ms:
@@ -427,14 +671,17 @@ class LockStateMachine:
         """Sessions a request of `sid` at queue position `pos` of `lk` waits for, sorted."""
         if lk.permits > 1:
             return []    # a semaphore waiter waits for ANY holder: no definite edge
-        out = dict.fromkeys(h for h in lk.holders if h != sid)
+        # Shared holders do not block a shared request (it waits for the queue or a delay).
+        out = dict.fromkeys(h for h, hold in lk.holders.items()
+                            if h != sid and not (hold.mode == SHARED and mode == SHARED))
         for w in lk.waiters[:pos]:
             if w.session_id != sid and not (w.mode == SHARED and mode == SHARED):
                 out[w.session_id] = None
         return sorted(out)
 
-    def _find_cycle(self, sid: str, lk: LockEntry, mode: int) -> list | None:
-        """If `sid` waiting at the tail of `lk` would close a wait-for cycle, the shortest one.
+    def _find_cycle(self, sid: str, starts: list) -> list | None:
+        """If `sid` waiting at the tail of each (lock, mode) of `starts` would close a
+        wait-for cycle, the shortest one.
 
         Breadth-first over the wait-for graph in sorted order (deterministic on every
         replica). Returns [[session label, lock it waits for], ...] starting with `sid`, or
@@ -442,9 +689,11 @@ class LockStateMachine:
         """
         parent: dict[str, tuple[str, str]] = {}
         frontier = []
-        for t in self._waits_for(lk, sid, mode, len(lk.waiters)):
-            parent[t] = (sid, lk.name)
-            frontier.append(t)
+        for lk, mode in starts:
+            for t in self._waits_for(lk, sid, mode, len(lk.waiters)):
+                if t not in parent:
+                    parent[t] = (sid, lk.name)
+                    frontier.append(t)
         while frontier and sid not in parent:
             nxt = []
             for u in frontier:
@@ -479,7 +728,8 @@ class LockStateMachine:
         s = self.sessions.get(cmd.session_id)
         if s is None:
             return "SESSION_NOT_FOUND", None
-        cached = s.results.get(cmd.request_id)
+        kind = _kind("release", cmd.lock)
+        cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
             return cached[0], cached[1]
         lk = self.locks.get(cmd.lock)
@@ -490,14 +740,33 @@ class LockStateMachine:
             # A reentrant hold: one fewer; the lock stays held with the same token.
             h.count -= 1
             value = {"count": h.count}
-            self._remember(s, cmd.request_id, None, value)
+            self._remember(s, cmd.request_id, None, value, kind)
             return None, value
         del lk.holders[cmd.session_id]
         del s.held[cmd.lock]
         self._emit(LockReleased(cmd.lock, cmd.session_id, h.token, "released"))
         self._grant_waiters(lk)
-        self._remember(s, cmd.request_id, None, {})
+        self._remember(s, cmd.request_id, None, {}, kind)
         return None, {}
+
+    def _proclaim(self, cmd: Proclaim):
+        """The holder with `token` replaces its value (an election leader's Proclaim)."""
+        s = self.sessions.get(cmd.session_id)
+        if s is None:
+            return "SESSION_NOT_FOUND", None
+        kind = _kind("proclaim", cmd.lock)
+        cached = self._cached(s, cmd.request_id, kind)
+        if cached is not None:
+            return cached[0], cached[1]
+        lk = self.locks.get(cmd.lock)
+        h = lk.holders.get(cmd.session_id) if lk is not None else None
+        if h is None or h.token != cmd.token:
+            return "NOT_HOLDER", None
+        h.value = cmd.value
+        self._emit(ValueProclaimed(cmd.lock, cmd.session_id, h.token))
+        value = {"token": h.token}
+        self._remember(s, cmd.request_id, None, value, kind)
+        return None, value
 
     def _cancel_wait(self, cmd: CancelWait):
         s = self.sessions.get(cmd.session_id)
@@ -505,15 +774,26 @@ class LockStateMachine:
             return "SESSION_NOT_FOUND", None
         lk = self.locks.get(cmd.lock)
         if s.waits.get(cmd.lock) == cmd.request_id and lk is not None:
-            lk.waiters = [w for w in lk.waiters if w.request_id != cmd.request_id
-                          or w.session_id != cmd.session_id]
-            del s.waits[cmd.lock]
-            self._emit(WaitEnded(cmd.lock, cmd.session_id, cmd.request_id, cmd.cause))
+            # A multi-lock waiter leaves every one of its queues.
+            w = next(w for w in lk.waiters if w.session_id == cmd.session_id)
+            names = w.group or (cmd.lock,)
+            for name in names:
+                lk2 = self.locks[name]
+                lk2.waiters = [x for x in lk2.waiters if x.session_id != cmd.session_id]
+                del s.waits[name]
+                self._emit(WaitEnded(name, cmd.session_id, cmd.request_id, cmd.cause))
             code = "WAIT_TIMEOUT" if cmd.cause == "timeout" else "CANCELLED"
-            self._remember(s, cmd.request_id, code, None)
-            self._grant_waiters(lk)
+            self._remember(s, cmd.request_id, code, None,
+                           _many_kind(w.group) if w.group else _kind("acquire", cmd.lock))
+            for name in names:
+                lk2 = self.locks.get(name)
+                if lk2 is not None:
+                    self._grant_waiters(lk2)
             return code, None
         # Not waiting: either granted already (report it) or ended before.
+        cached = s.results.get(cmd.request_id)
+        if cached is not None and cached[0] is None and "tokens" in (cached[1] or {}):
+            return cached[0], cached[1]       # an AcquireMany's grants: the caller gets all
         if lk is not None:
             h = lk.holders.get(cmd.session_id)
             if h is not None and h.request_id == cmd.request_id:
@@ -563,12 +843,34 @@ class LockStateMachine:
         names = sorted(n for n in self.locks if n.startswith(prefix) and n > after)
         return names[:limit]
 
+    def result_of(self, sid: str, request_id: str) -> list | None:
+        """The recorded [code, value] of a session's request, or None (unknown or evicted)."""
+        s = self.sessions.get(sid)
+        return s.results.get(request_id) if s is not None else None
+
     def waiter_count(self) -> int:
         return sum(len(lk.waiters) for lk in self.locks.values())
 
     def lock_delays(self) -> list[tuple[str, int]]:
         """(lock, delay_until_ms) of every lock in its lock-delay, in the order they began."""
         return list(self.delayed.items())
+
+    def events_after(self, after: int, prefix: str = "", name: str | None = None) -> list[tuple]:
+        """Retained lock events with revision > `after`, oldest first, for locks starting
+        with `prefix` (or exactly `name`). The caller checks `compacted_revision` first."""
+        w = self.window
+        lo, hi = 0, len(w)
+        while lo < hi:                 # first index whose revision > after (bisect by hand:
+            mid = (lo + hi) // 2       # the pure core imports no bisect)
+            if w[mid][0] <= after:
+                lo = mid + 1
+            else:
+                hi = mid
+        if name is not None:
+            return [r for r in w[lo:] if r[2] == name]
+        if not prefix:
+            return w[lo:]
+        return [r for r in w[lo:] if r[2].startswith(prefix)]
 
     def holder_tokens(self, name: str) -> list[int]:
         lk = self.locks.get(name)
@@ -585,10 +887,12 @@ class LockStateMachine:
             "leader": self.leader,
             "revision": self.revision,
             "members": [[k, v] for k, v in self.members.items()],
+            "compacted_revision": self.compacted_revision,
+            "window": [[*r[:5], r[5].decode("latin-1"), *r[6:]] for r in self.window],
             "sessions": [
                 [s.session_id, s.ttl_ms, s.client_name, [[k, v] for k, v in s.held.items()],
                  [[k, v] for k, v in s.waits.items()],
-                 [[k, v[0], v[1]] for k, v in s.results.items()], s.silent_ms]
+                 [[k, *v] for k, v in s.results.items()], s.silent_ms, s.identity]
                 for s in self.sessions.values()
             ],
             "locks": [
@@ -609,11 +913,14 @@ class LockStateMachine:
         m.leader = d["leader"]
         m.revision = d["revision"]
         m.members = {k: v for k, v in d["members"]}
-        for sid, ttl, name, held, waits, results, silent in d["sessions"]:
-            s = SessionEntry(sid, ttl, name)
+        # Before format 3 no events were retained: all up to the snapshot count as compacted.
+        m.compacted_revision = d.get("compacted_revision", m.revision)
+        m.window = [(*r[:5], r[5].encode("latin-1"), *r[6:]) for r in d.get("window", ())]
+        for sid, ttl, name, held, waits, results, silent, *more in d["sessions"]:
+            s = SessionEntry(sid, ttl, name, more[0] if more else "")   # identity: newer snapshots
             s.held = {k: v for k, v in held}
             s.waits = {k: v for k, v in waits}
-            s.results = {k: [c, v] for k, c, v in results}
+            s.results = {r[0]: list(r[1:]) for r in results}   # [code, value(, kind)]
             s.silent_ms = silent
             m.sessions[sid] = s
         for name, permits, holders, waiters, *rest in d["locks"]:
@@ -636,6 +943,16 @@ class LockStateMachine:
         self.__dict__.update(other.__dict__)
 
 
+def _kind(op: str, lock: str) -> str:
+    """What a request id was used for: the operation and its lock (see `_cached`)."""
+    return f"{op} {lock}"
+
+
+def _many_kind(names) -> str:
+    """An AcquireMany's kind: its first lock and how many (names are up to 64 x 256 bytes)."""
+    return f"acquire_many {names[0]} +{len(names) - 1}" if names else "acquire_many"
+
+
 _HANDLERS = {
     Barrier: LockStateMachine._barrier,
     BeginEpoch: LockStateMachine._begin_epoch,
@@ -646,7 +963,9 @@ _HANDLERS = {
     CheckpointSessions: LockStateMachine._checkpoint,
     ClearSilence: LockStateMachine._clear_silence,
     Acquire: LockStateMachine._acquire,
+    AcquireMany: LockStateMachine._acquire_many,
     Release: LockStateMachine._release,
     CancelWait: LockStateMachine._cancel_wait,
     EndLockDelay: LockStateMachine._end_lock_delay,
+    Proclaim: LockStateMachine._proclaim,
 }

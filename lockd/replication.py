@@ -4,8 +4,10 @@ Threading contract:
 - pysyncobj's tick thread applies entries (`_apply_payload`), fires propose callbacks and
   `onStateChanged`. Those paths never block: they resolve futures and hand events to the
   `on_events` / `on_leadership` callbacks, which must themselves hand off and return.
-- Any thread may call `propose()`, `read()`, `status()`. Reads take the state RLock that
-  apply also takes, so a reader sees a state between two entries, never inside one.
+- Any thread may call `propose()`, `read()`, `status()`; a coroutine calls `propose_aio()`
+  on its event loop (one loop wake-up per applied batch, not one per command). Reads take
+  the state RLock that apply also takes: a reader sees a state between two entries, never
+  inside one.
 
 The replicated method list is frozen: one `@replicated apply(payload: bytes)`; new methods
 get `@replicated(ver=N)`. The consumer's only replicated attribute is `fsm`, whose pickle
@@ -14,8 +16,11 @@ form is its versioned snapshot dict.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import gzip
 import os
+import struct
 import threading
 import time
 from concurrent.futures import Future
@@ -82,8 +87,8 @@ def repair_journal_against_dump(journal_path: str, dump_path: str) -> int:
 # ---------------------------------------------------------------- fsync (notes §10.3, variant c)
 #
 # pysyncobj 0.3.17 never syncs. Without editing it: a journal subclass that records whether it
-# has unsynced appends and syncs (msync) on demand; a transport that holds a follower's append
-# acknowledgements until the journal is synced; one sync per tick from an on-tick callback
+# has unsynced appends and syncs (fdatasync) on demand; a transport that holds a follower's
+# append acknowledgements until the journal is synced; one sync per tick from an on-tick callback
 # (which also covers the leader, whose commit loop runs at the start of the next tick); an
 # fsync'ing meta storer (term and vote); and an fsync'ing rename for snapshots. So one sync
 # covers every entry appended during a tick: group commit on disk, on top of ours in Raft.
@@ -100,14 +105,88 @@ class _FsyncMetaStorer(pj.MetaStorer):
         datadir.write_file_durably(self.getPath(), ppickle.dumps(meta))
 
 
-class _DurableFileJournal(pj.FileJournal):
-    """FileJournal plus `sync()`: one msync for everything appended since the last one."""
+# ---------------------------------------------------------------- the post-snapshot rewrite
+#
+# After a snapshot, pysyncobj trims the journal by rewriting it IN PLACE: clear(), then re-add
+# every entry after the snapshot point, each add moving the header's end offset. A kill -9 or
+# a power loss in the middle leaves a journal that ends part-way through those entries: on
+# restart the node silently lacks entries it had acknowledged. So every file journal first
+# writes the entries it keeps to `raft.journal.rewrite` (a complete journal: temp file, fsync,
+# rename, directory fsync), rewrites in place, syncs, and deletes the copy (durably). A copy
+# found at start means the rewrite was cut short: `check_data_dir` puts the copy in place.
+
+REWRITE_SUFFIX = ".rewrite"
+
+#: Tests only: called as (entries re-added, entries to re-add) during the in-place rewrite,
+#: so a test can kill the process exactly there.
+_rewrite_failpoint: Callable[[int, int], None] | None = None
+
+
+def _journal_bytes(entries) -> bytes:
+    """A whole journal file (pysyncobj's format 1) holding `entries` [(command, idx, term)]."""
+    body = bytearray()
+    for command, idx, term in entries:
+        data = struct.pack("<QQ", idx, term) + bytes(command)
+        size = struct.pack("<I", len(data))
+        body += size + data + size
+    name = pj.APP_NAME + b"\0" * (pj.NAME_SIZE - len(pj.APP_NAME))
+    version = pj.APP_VERSION + b"\0" * (pj.VERSION_SIZE - len(pj.APP_VERSION))
+    header = name + version + struct.pack("<II", pj.JOURNAL_FORMAT_VERSION,
+                                          pj.FIRST_RECORD_OFFSET + len(body))
+    return header + bytes(body)
+
+
+def restore_interrupted_rewrite(journal_path: str) -> int | None:
+    """If a post-snapshot rewrite was cut short, put its complete copy in place; return the
+    number of entries restored (None: nothing to do)."""
+    copy = journal_path + REWRITE_SUFFIX
+    for leftover in (copy + ".tmp",):          # a copy whose own write was cut short
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    if not os.path.exists(copy):
+        return None
+    n = len(datadir.scan_journal(copy).entries)     # StorageError if the copy is damaged
+    os.replace(copy, journal_path)
+    datadir.fsync_dir(os.path.dirname(os.path.abspath(journal_path)))
+    return n
+
+
+class _SafeRewriteJournal(pj.FileJournal):
+    """FileJournal whose post-snapshot trim survives a crash in the middle (see above)."""
+
+    def __init__(self, path: str):
+        self._rewrite_path = path + REWRITE_SUFFIX
+        super().__init__(path)
+
+    def deleteEntriesTo(self, entryTo):  # noqa: N802 - pysyncobj's name
+        kept = [self[i] for i in range(entryTo, len(self))]
+        datadir.write_file_durably(self._rewrite_path, _journal_bytes(kept))
+        self.clear()
+        for n, entry in enumerate(kept, 1):
+            pj.FileJournal.add(self, *entry)
+            if _rewrite_failpoint is not None:
+                _rewrite_failpoint(n, len(kept))
+        self.flush()
+        os.unlink(self._rewrite_path)
+        datadir.fsync_dir(os.path.dirname(os.path.abspath(self._rewrite_path)))
+
+
+class _DurableFileJournal(_SafeRewriteJournal):
+    """FileJournal plus `sync()`: one fdatasync for everything appended since the last one.
+
+    pysyncobj writes the journal through a shared mmap of one file (never replaced, only
+    grown). On Linux fdatasync of any descriptor of that file writes back the pages dirtied
+    through the mapping, exactly as msync(MS_SYNC) would -- but `os.fdatasync` releases the
+    GIL while the disk works, where `mmap.flush()` (msync) holds it: on a busy leader the
+    sync took a fifth to a third of the GIL from the gRPC threads (docs/performance.md).
+    """
 
     def __init__(self, path: str, on_sync: Callable[[int, float], None]):
         self._dirty = False
         self._unsynced = 0
         self._on_sync = on_sync
         super().__init__(path)
+        self._sync_fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         if not hasattr(self, "_FileJournal__metaStorer"):
             raise RuntimeError("pysyncobj internals changed: FileJournal.__metaStorer is gone "
                                "(--fsync needs pysyncobj 0.3.17)")
@@ -134,14 +213,20 @@ class _DurableFileJournal(pj.FileJournal):
         self._dirty = True
         self.sync()
 
+    def _destroy(self):
+        super()._destroy()
+        if self._sync_fd >= 0:
+            os.close(self._sync_fd)
+            self._sync_fd = -1
+
     def sync(self) -> None:
-        """msync the journal if anything changed since the last sync (tick thread)."""
+        """fdatasync the journal if anything changed since the last sync (tick thread)."""
         if not self._dirty:
             return
         self._dirty = False
         n, self._unsynced = self._unsynced, 0
         t0 = time.perf_counter()
-        self.flush()
+        os.fdatasync(self._sync_fd)
         try:
             self._on_sync(n, time.perf_counter() - t0)
         except Exception:  # noqa: BLE001 - metrics must never break the tick
@@ -153,6 +238,7 @@ def _create_journal(journalFile=None):  # noqa: N803 - pysyncobj's signature
         on_sync = _DURABLE_JOURNALS.get(os.path.abspath(journalFile))
         if on_sync is not None:
             return _DurableFileJournal(journalFile, on_sync)
+        return _SafeRewriteJournal(journalFile)
     return _stock_create_journal(journalFile)
 
 
@@ -179,7 +265,34 @@ psyncobj.createJournal = _create_journal
 pserializer.atomicReplace = _durable_atomic_replace
 
 
-class _AckAfterSyncTransport(TCPTransport):
+class _PipelinedTransport(TCPTransport):
+    """A follower's success ack never moves the leader's nextIndex for it backwards.
+
+    Stock pysyncobj sets nextIndex to the acked index + 1 (syncobj.py:1082). With two entries
+    in flight, the ack of the first rewinds past the second, which is then sent again; the
+    follower truncates it and appends it again (another journal write and sync; the CRITICAL
+    "truncating already-applied" of notes §10.4). At 64 workers the leader sent ~3.5
+    append-entries per entry instead of 2. nextIndex only says what to send next, and TCP
+    keeps per-connection order, so keeping it ahead is safe: a follower that misses entries
+    (a dropped connection) rejects the next append with reset=True, and that path is not
+    touched here. matchIndex (what commit counts) is pysyncobj's, unchanged."""
+
+    def __init__(self, syncObj, selfNode, otherNodes):  # noqa: N803
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._next_index = syncObj._SyncObj__raftNextIndex
+
+    def _onMessageReceived(self, node, message):  # noqa: N802
+        if (type(message) is dict and message.get("type") == "next_node_idx"
+                and message.get("success") and not message.get("reset")):
+            before = self._next_index.get(node)
+            super()._onMessageReceived(node, message)
+            if before is not None and self._next_index.get(node, before) < before:
+                self._next_index[node] = before
+            return
+        super()._onMessageReceived(node, message)
+
+
+class _AckAfterSyncTransport(_PipelinedTransport):
     """Holds a follower's append acks while the journal has unsynced entries; the on-tick
     callback syncs, then sends what it held, in order."""
 
@@ -207,12 +320,17 @@ class _AckAfterSyncTransport(TCPTransport):
 
 
 def check_data_dir(data_dir: str) -> list[str]:
-    """Refuse a damaged journal, meta or dump; drop a torn last journal record; run the
-    §10.2 repair. Returns what was repaired, for the log. Raises StorageError."""
+    """Refuse a damaged journal, meta or dump; finish an interrupted post-snapshot rewrite;
+    drop a torn last journal record; run the §10.2 repair. Returns what was repaired, for the
+    log. Raises StorageError."""
     journal = os.path.join(data_dir, datadir.JOURNAL_FILE)
     meta = os.path.join(data_dir, datadir.META_FILE)
     dump = os.path.join(data_dir, datadir.DUMP_FILE)
     notes: list[str] = []
+    restored = restore_interrupted_rewrite(journal)
+    if restored is not None:
+        notes.append(f"restored the journal ({restored} entries) from the copy a post-snapshot "
+                     "rewrite left (a crash interrupted the rewrite)")
     dump_entries = datadir.load_dump_entries(dump) if os.path.exists(dump) else None
     if os.path.exists(meta):
         datadir.check_meta(meta)
@@ -278,6 +396,8 @@ class ReplicatedNode:
         self._inflight: list[_Batch] = []
         self._consumer = _LockConsumer(self)
         self._syncobj: SyncObj | None = None
+        self._tick_calls: collections.deque = collections.deque()   # run on the tick thread
+        self._hold = False             # leadership transfer: new commands wait, the log stops growing
         self._role = ROLE_FOLLOWER
         self._stopped = False
         # Node-local (not replicated): when this node applied each session's latest silence
@@ -328,7 +448,7 @@ class ReplicatedNode:
             # A lone member has no follower acks to wake its poller: commit on a short tick.
             autoTickPeriod=0.05 if cfg.peers else 0.005,
         )
-        extra = {"transportClass": _AckAfterSyncTransport} if cfg.fsync_enabled else {}
+        extra = {"transportClass": _AckAfterSyncTransport if cfg.fsync_enabled else _PipelinedTransport}
         self._syncobj = SyncObj(cfg.raft_address, list(cfg.peers), conf, consumers=[self._consumer],
                                 **extra)
         if cfg.fsync_enabled and not isinstance(self._syncobj._SyncObj__raftLog, _DurableFileJournal):
@@ -357,11 +477,9 @@ class ReplicatedNode:
         with self._plock:
             pending, self._pending = self._pending, []
             inflight, self._inflight = self._inflight, []
-        for _, fut in pending:
-            _resolve(fut, Result("UNAVAILABLE", {"error": "node stopping"}))
-        for b in inflight:
-            for fut in b.futures:
-                _resolve(fut, Result("UNAVAILABLE", {"error": "node stopping"}))
+        gone = Result("UNAVAILABLE", {"error": "node stopping"})
+        _resolve_all([(fut, gone) for _, fut in pending]
+                     + [(fut, gone) for b in inflight for fut in b.futures])
 
     # ------------------------------------------------------------ apply (tick thread)
 
@@ -407,7 +525,15 @@ class ReplicatedNode:
         entry. Outcomes of UNAVAILABLE may or may not have been applied: callers retry with
         the same request id.
         """
-        fut: Future = Future()
+        return self._propose_into(cmd, Future())
+
+    def propose_aio(self, cmd) -> asyncio.Future:
+        """`propose()` for a coroutine: call it on the event loop; the asyncio future resolves
+        there. A batch's results reach each loop in one `call_soon_threadsafe` (one wake-up),
+        where `asyncio.wrap_future(propose(cmd))` costs one per command."""
+        return self._propose_into(cmd, asyncio.get_running_loop().create_future())
+
+    def _propose_into(self, cmd, fut):
         if self._stopped or self._syncobj is None:
             _resolve(fut, Result("UNAVAILABLE", {"error": "node stopping"}))
             return fut
@@ -419,7 +545,7 @@ class ReplicatedNode:
         return fut
 
     def _take_batch_locked(self):
-        if not self._pending or len(self._inflight) >= self.config.max_inflight_entries:
+        if self._hold or not self._pending or len(self._inflight) >= self.config.max_inflight_entries:
             return None
         n = self.config.max_batch
         items, self._pending = self._pending[:n], self._pending[n:]
@@ -450,14 +576,13 @@ class ReplicatedNode:
             nxt = self._take_batch_locked()
         if err == FAIL_REASON.SUCCESS and isinstance(results, list) and len(results) == len(b.futures):
             self.metrics.commit_seconds.observe(time.monotonic() - b.sent_at)
-            for fut, r in zip(b.futures, results):
-                _resolve(fut, r)
+            _resolve_all(zip(b.futures, results))
         else:
             reason = _FAIL_NAMES.get(err, str(err))
             self.metrics.propose_failures.labels(reason.lower() if err != -1 else "error").inc()
             code = "OVERLOADED" if err == FAIL_REASON.QUEUE_FULL else "UNAVAILABLE"
-            for fut in b.futures:
-                _resolve(fut, Result(code, {"error": f"raft: {reason}"}))
+            failed = Result(code, {"error": f"raft: {reason}"})
+            _resolve_all([(fut, failed) for fut in b.futures])
         if nxt is not None:
             self._send(nxt)
 
@@ -469,14 +594,19 @@ class ReplicatedNode:
             inflight, self._inflight = self._inflight, []
             for b in inflight:
                 b.done = True
-        for _, fut in pending:
-            _resolve(fut, Result("UNAVAILABLE", {"error": why}))
-        for b in inflight:
-            for fut in b.futures:
-                _resolve(fut, Result("UNAVAILABLE", {"error": why}))
+        lost = Result("UNAVAILABLE", {"error": why})
+        _resolve_all([(fut, lost) for _, fut in pending]
+                     + [(fut, lost) for b in inflight for fut in b.futures])
 
     def _on_tick(self) -> None:
-        """Time out entries whose callbacks pysyncobj lost (notes §1.5)."""
+        """Run calls handed to the tick thread; time out entries whose callbacks pysyncobj
+        lost (notes §1.5)."""
+        while self._tick_calls:
+            fn = self._tick_calls.popleft()
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a hand-off must never break the tick
+                log.exception("tick_call_failed")
         if not self._inflight:
             return
         limit = time.monotonic() - self.config.propose_timeout_s
@@ -530,6 +660,134 @@ class ReplicatedNode:
             return float("inf")
         return max(0.0, time.monotonic() - times[need - 1])
 
+    # ------------------------------------------------------------ membership (notes §4, §9.6)
+    #
+    # pysyncobj changes one server at a time: the leader switches to the new configuration
+    # when it appends the change, and refuses (REQUEST_DENIED) until its no-op and any earlier
+    # change have applied. Its transferLeadership (0.3.16+) sends Raft's TimeoutNow to a
+    # caught-up follower. Both must be called on the leader; they read pysyncobj's private
+    # dicts, so they run on the tick thread (handed over through `_tick_calls`).
+
+    def member_ids(self) -> list[str]:
+        """This node's view of the configuration: its own id first, then the others, sorted."""
+        so = self._syncobj
+        if so is None:
+            return [self.config.raft_address]
+        others = sorted(str(n.id) if hasattr(n, "id") else str(n) for n in so.otherNodes)
+        return [self.config.raft_address, *others]
+
+    def _on_tick_thread(self, fn: Callable[[], None]) -> None:
+        self._tick_calls.append(fn)
+
+    def change_membership(self, kind: str, raft_address: str) -> Future:
+        """Propose adding (`kind="add"`) or removing (`"remove"`) a member; the future resolves
+        to None on SUCCESS, else pysyncobj's FAIL_REASON name ("REQUEST_DENIED" = another
+        change in flight, or the leader's no-op has not applied yet). Leader only."""
+        fut: Future = Future()
+        so = self._syncobj
+        if so is None or self._stopped:
+            fut.set_result("NOT_LEADER")
+            return fut
+
+        def done(_res, err):
+            if not fut.done():
+                fut.set_result(None if err == FAIL_REASON.SUCCESS else _FAIL_NAMES.get(err, str(err)))
+
+        try:
+            if kind == "add":
+                so.addNodeToCluster(raft_address, callback=done)
+            else:
+                so.removeNodeFromCluster(raft_address, callback=done)
+        except Exception as e:  # noqa: BLE001 - e.g. dynamicMembershipChange off
+            fut.set_result(f"ERROR: {e}")
+        return fut
+
+    def transfer_leadership(self, target: str | None) -> Future:
+        """Send TimeoutNow to `target` (None: the most caught-up connected member). Resolves
+        to None if it was sent, else the FAIL_REASON name: NOT_LEADER, or REQUEST_DENIED when
+        the target is unknown, not connected or not fully caught up (retry shortly)."""
+        fut: Future = Future()
+        so = self._syncobj
+        if so is None or self._stopped:
+            fut.set_result("NOT_LEADER")
+            return fut
+
+        def done(_res, err):
+            if not fut.done():
+                fut.set_result(None if err == FAIL_REASON.SUCCESS else _FAIL_NAMES.get(err, str(err)))
+
+        def call():
+            try:
+                so.transferLeadership(target, callback=done)
+            except Exception as e:  # noqa: BLE001
+                if not fut.done():
+                    fut.set_result(f"ERROR: {e}")
+
+        self._on_tick_thread(call)
+        return fut
+
+    def peer_progress(self) -> dict[str, tuple[bool, int, float]]:
+        """Leader's view of each other member: (connected, match index, seconds since it last
+        answered). Empty on a follower. Racy reads of pysyncobj's dicts, retried once."""
+        so = self._syncobj
+        if so is None:
+            return {}
+        for _ in range(2):
+            try:
+                st = so.getStatus()
+                last = dict(so._SyncObj__lastResponseTime)
+                break
+            except (RuntimeError, AttributeError):
+                st, last = {}, {}
+        now = time.monotonic()
+        out = {}
+        for key, value in st.items():
+            if key.startswith("partner_node_status_server_"):
+                addr = key.removeprefix("partner_node_status_server_")
+                seen = next((t for n, t in last.items() if getattr(n, "id", None) == addr), None)
+                out[addr] = (value == 2, int(st.get("match_idx_server_" + addr, 0) or 0),
+                             float("inf") if seen is None else max(0.0, now - seen))
+        return out
+
+    def hold_proposals(self, hold: bool) -> None:
+        """While held, proposed commands wait in the queue instead of becoming entries, so a
+        transfer target can catch up with a log that stops growing (pysyncobj sends TimeoutNow
+        only to a follower whose match index equals the leader's last index). Releasing sends
+        what waited; losing leadership answers it UNAVAILABLE (clients retry on the new leader)."""
+        batches = []
+        with self._plock:
+            self._hold = hold
+            while not hold:
+                b = self._take_batch_locked()
+                if b is None:
+                    break
+                batches.append(b)
+        for b in batches:
+            self._send(b)
+
+    def peer_connected(self, raft_address: str) -> bool:
+        """True if this node has a Raft connection to member `raft_address`."""
+        so = self._syncobj
+        if so is None:
+            return False
+        for n in so.otherNodes:
+            if getattr(n, "id", None) == raft_address:
+                try:
+                    return bool(so.isNodeConnected(n))
+                except Exception:  # noqa: BLE001 - racy transport dicts
+                    return False
+        return False
+
+    def last_log_index(self) -> int:
+        """Index of the last entry in this node's log."""
+        so = self._syncobj
+        if so is None:
+            return 0
+        try:
+            return int(so._SyncObj__getCurrentLogIndex())
+        except Exception:  # noqa: BLE001
+            return int(self.raw_status().get("commit_idx", 0) or 0)
+
     # ------------------------------------------------------------ reads and status
 
     def read(self, fn):
@@ -570,7 +828,36 @@ class ReplicatedNode:
         return SetMemberInfo(self.config.raft_address, self.config.advertised_grpc)
 
 
-def _resolve(fut: Future, r: Result) -> None:
+def _resolve_all(pairs) -> None:
+    """Resolve (future, Result) pairs: concurrent futures at once; asyncio futures (from
+    `propose_aio`) with one `call_soon_threadsafe` per event loop for the whole lot."""
+    by_loop: dict | None = None
+    for fut, r in pairs:
+        if isinstance(fut, Future):
+            _resolve(fut, r)
+        else:
+            if by_loop is None:
+                by_loop = {}
+            by_loop.setdefault(fut.get_loop(), []).append((fut, r))
+    if by_loop:
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_set_results, items)
+            except RuntimeError:   # the loop is closed: nobody awaits these any more
+                pass
+
+
+def _set_results(items) -> None:
+    """On the event loop: resolve asyncio futures (a cancelled awaiter's future is done)."""
+    for fut, r in items:
+        if not fut.done():
+            fut.set_result(r)
+
+
+def _resolve(fut, r: Result) -> None:
+    if not isinstance(fut, Future):
+        _resolve_all([(fut, r)])
+        return
     if not fut.done():
         try:
             fut.set_result(r)

@@ -23,18 +23,25 @@ from grpc_health.v1._async import HealthServicer  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 
 from . import commands as C  # noqa: E402
+from .acl import AclError, load_acl  # noqa: E402
+from .auth import AuthInterceptor  # noqa: E402
 from .clock import Clock, SystemClock  # noqa: E402
-from .config import NodeConfig  # noqa: E402
+from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
+from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
 from .interceptors import MetricsInterceptor  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
+from .membership import Membership  # noqa: E402
 from .metrics import NodeCollector, NodeMetrics  # noqa: E402
 from .replication import ReplicatedNode  # noqa: E402
 from .service import ClusterService, LockService  # noqa: E402
 from .sessions import SessionTracker  # noqa: E402
+from .tls import load_files as load_tls_files  # noqa: E402
+from .tls import server_credentials  # noqa: E402
 from .v1 import lockd_pb2, lockd_pb2_grpc  # noqa: E402
 from .waiters import Waiters  # noqa: E402
+from .watch import WatchHub  # noqa: E402
 
 log = structlog.get_logger(component="server")
 
@@ -47,6 +54,7 @@ class LockdNode:
         self.clock = clock or SystemClock()
         self.tracker = SessionTracker()
         self.waiters = Waiters()
+        self.watch_hub = WatchHub()    # open Watch/Observe streams (lockd/watch.py)
         self.metrics = NodeMetrics()
         self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership,
                                    metrics=self.metrics)
@@ -60,28 +68,44 @@ class LockdNode:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ending_delays: set[str] = set()   # locks with an EndLockDelay in flight
+        self.membership = Membership(self)       # AddMember/RemoveMember/transfer; removed check
+        self.tls_files = None          # lockd.tls.TLSFiles when the gRPC port uses TLS
+        self.auth = AuthInterceptor()  # the ACL (allow-all until start() loads --acl-file)
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Start Raft and the gRPC server (must run on the thread that will own the loop)."""
         self.loop = asyncio.get_running_loop()
+        try:
+            self.tls_files = load_tls_files(self.config)
+            acl = load_acl(self.config.acl_file) if self.config.acl_file else None
+        except (ConfigError, AclError) as e:
+            raise OSError(str(e)) from None
+        # Sessions belong to identities only under mTLS (without it every caller is "").
+        self.auth = AuthInterceptor(acl, session_owner=self._session_owner if self.mtls else None)
         self.raft.start()
-        self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", 4 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
-        ], interceptors=[MetricsInterceptor(self.metrics)])
-        lockd_pb2_grpc.add_LockServicer_to_server(LockService(self), self.server)
+        self.server = grpc.aio.server(
+            options=server_options(self.config.limits),
+            interceptors=[MetricsInterceptor(self.metrics), self.auth])
+        lock_service = LockService(self)
+        lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
+        lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (lockd_pb2.DESCRIPTOR.services_by_name["Lock"].full_name,
+                 lockd_pb2.DESCRIPTOR.services_by_name["Election"].full_name,
                  lockd_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.server)
         try:
-            self.grpc_port = self.server.add_insecure_port(self.config.grpc_address)
+            if self.tls_files is not None:
+                self.grpc_port = self.server.add_secure_port(
+                    self.config.grpc_address, server_credentials(self.tls_files))
+            else:
+                self.grpc_port = self.server.add_insecure_port(self.config.grpc_address)
         except RuntimeError as e:
             raise OSError(f"--grpc-address: cannot listen on {self.config.grpc_address}: {e}") from e
         await self.server.start()
@@ -92,8 +116,12 @@ class LockdNode:
                 raise OSError(f"--metrics-address: cannot listen on "
                               f"{self.config.metrics_address}: {e.strerror or e}") from e
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        if self.config.grpc_plaintext_exposed:
+            log.warning("grpc_plaintext", grpc=self.config.grpc_address,
+                        hint="clients reach this port without TLS; see docs/security.md")
         self._tasks.append(asyncio.create_task(self._reaper_loop()))
         self._tasks.append(asyncio.create_task(self._member_info_loop()))
+        self._tasks.append(asyncio.create_task(self.membership.watch_loop()))
         log.info("node_started", node=self.config.raft_address, grpc=self.config.grpc_address,
                  grpc_port=self.grpc_port, metrics_port=self.metrics_port or None)
 
@@ -103,6 +131,7 @@ class LockdNode:
         for t in self._tasks:
             t.cancel()
         self.waiters.fail_all()
+        self.watch_hub.end_all(LockdAbort(ErrorCode.UNAVAILABLE, "node stopping"))
         if self.server is not None:
             await self.server.stop(grace)
         self.metrics.stop()
@@ -110,6 +139,28 @@ class LockdNode:
         log.info("node_stopped", node=self.config.raft_address)
 
     # ------------------------------------------------------------ readiness
+
+    @property
+    def mtls(self) -> bool:
+        """True if the gRPC port requires client certificates (callers have identities)."""
+        return self.tls_files is not None and self.tls_files.client_ca is not None
+
+    def _session_owner(self, sid: str) -> str | None:
+        """The identity that opened session `sid`, or None if there is no such session."""
+        return self.raft.read(lambda f: getattr(f.sessions.get(sid), "identity", None))
+
+    def reload_acl(self) -> None:
+        """SIGHUP: re-read --acl-file; a bad file is logged and the old ACL stays in force."""
+        if not self.config.acl_file:
+            log.info("acl_reload_skipped", reason="no --acl-file")
+            return
+        try:
+            acl = load_acl(self.config.acl_file)
+        except AclError as e:
+            log.error("acl_reload_failed", error=str(e))
+            return
+        self.auth.reload(acl)
+        log.info("acl_reloaded", grants=len(acl.grants))
 
     def is_ready_leader(self) -> bool:
         return (self.ready_epoch != 0 and self.tracker.active and self.raft.is_leader()
@@ -164,6 +215,8 @@ class LockdNode:
                 wake = True
         if wake and self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.waiters.dispatch, events)
+        if len(self.watch_hub) and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.watch_hub.notify)
 
     def _on_leadership(self, leader: bool, term: int) -> None:
         """Runs on the tick thread: hand off to the loop."""
@@ -205,6 +258,7 @@ class LockdNode:
         self.ready_epoch = 0
         self.tracker.demote()
         self.waiters.fail_all()
+        self.watch_hub.end_all(self.not_leader_error())
 
     # ------------------------------------------------------------ loops
 
@@ -288,6 +342,20 @@ class LockdNode:
             await asyncio.wrap_future(self.raft.propose(self.raft.member_info_cmd()))
 
 
+def server_options(limits) -> list[tuple[str, int]]:
+    """gRPC server options that enforce the transport-level limits (docs/security.md)."""
+    return [
+        ("grpc.max_receive_message_length", limits.message_bytes),
+        ("grpc.max_concurrent_streams", limits.streams_per_connection),
+        # HTTP/2 keepalive pings: at most one per 30 s while no data flows (gRPC's default is
+        # 5 min; 30 s admits clients behind load balancers); more is a strike, two strikes and
+        # the connection is closed (GOAWAY too_many_pings). lockd's client sends none.
+        ("grpc.http2.min_ping_interval_without_data_ms", 30_000),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 def _wall_ms() -> int:
     """The wall clock in ms since the epoch: only for lock-delay end times, which must mean the
     same on every member (monotonic clocks do not cross nodes)."""
@@ -304,6 +372,7 @@ def run_node(config: NodeConfig) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, node.reload_acl)
         try:
             await node.start()
         except (OSError, StorageError) as e:
@@ -311,7 +380,15 @@ def run_node(config: NodeConfig) -> int:
             print(f"lockd: error: {e}", file=sys.stderr, flush=True)
             await node.stop(0)
             return 1
-        await stop.wait()
+        stopped = asyncio.ensure_future(stop.wait())
+        removed = asyncio.ensure_future(node.membership.removed.wait())
+        await asyncio.wait([stopped, removed], return_when=asyncio.FIRST_COMPLETED)
+        if removed.done() and not stopped.done():
+            # Removed from the cluster (`lockd members remove`): stop serving and say why.
+            # Exit 0, so a supervisor restarting on failure does not bring it back.
+            print(f"lockd: {node.membership.removed_reason}; stopping", file=sys.stderr, flush=True)
+        stopped.cancel()
+        removed.cancel()
         log.info("node_stopping", node=config.raft_address)
         await node.stop()
         return 0

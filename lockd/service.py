@@ -20,13 +20,16 @@ import structlog
 from . import commands as C
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
 from .errors import ErrorCode, LockdAbort, invalid, to_status
-from .fsm import MAX_LOCK_DELAY_MS, MAX_OWNER_BYTES
+from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
+from .limits import TokenBucket, exceeded
 from .logconfig import short_id
 from .sessions import RENEW_NOT_FOUND, RENEW_OK
+from .tls import identity_of, peer_channel
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
 from .waiters import ENDED, GRANTED, NOT_LEADER
+from .watch import event_pb, follow
 
 if TYPE_CHECKING:
     from .server import LockdNode
@@ -62,11 +65,18 @@ def validate_name(name: str, field: str = "name") -> str:
     if not name:
         raise invalid(field, "required (1-256 bytes)")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise invalid(field, f"longer than {MAX_NAME_BYTES} bytes")
+        raise _too_big("name_bytes", MAX_NAME_BYTES, field)
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Cs"):
             raise invalid(field, "must not contain control characters")
     return name
+
+
+def _too_big(limit: str, max_bytes: int, field: str) -> LockdAbort:
+    """RESOURCE_EXHAUSTED / LIMIT_EXCEEDED for a field over a size limit (names the field)."""
+    err = exceeded(limit, max_bytes, f"{field} is longer than {max_bytes} bytes")
+    err.metadata["field"] = field
+    return err
 
 
 def validate_prefix(prefix: str) -> str:
@@ -83,10 +93,6 @@ def validate_request_id(rid: str) -> str:
     return rid
 
 
-def _wrap(fut):
-    return asyncio.wrap_future(fut)
-
-
 class LockService(pbg.LockServicer):
     """The `lockd.v1.Lock` service."""
 
@@ -96,7 +102,7 @@ class LockService(pbg.LockServicer):
     # ------------------------------------------------------------ helpers
 
     async def _propose(self, cmd) -> C.Result:
-        return await _wrap(self.node.raft.propose(cmd))
+        return await self.node.raft.propose_aio(cmd)
 
     def _check(self, r: C.Result) -> dict:
         if r.code is None:
@@ -115,12 +121,14 @@ class LockService(pbg.LockServicer):
             ErrorCode.CANCELLED: "wait cancelled",
             ErrorCode.DEADLOCK: "waiting would close a cycle in the wait-for graph",
         }.get(code, code.name.lower())
-        meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error")}
+        meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error", "lock")}
         if "cycle" in (r.value or {}):
             # [[session label, lock], ...]: labels are client names + short ids, never full ids
             cycle = r.value["cycle"]
             meta["cycle"] = json.dumps(cycle, ensure_ascii=False, separators=(",", ":"))
             msg = f"{msg}: " + " -> ".join(f"{who} waits for {lock!r}" for who, lock in cycle)
+        if "lock" in meta:
+            msg = f"{msg}: {meta['lock']!r}"
         if "error" in meta:
             msg = f"{msg} ({meta['error']})"
         raise LockdAbort(code, msg, meta)
@@ -145,6 +153,68 @@ class LockService(pbg.LockServicer):
         self.node.require_ready()
         self._check(await self._propose(C.Barrier()))
 
+    # ------------------------------------------------------------ limits (before proposing)
+
+    def _check_session_limits(self, sid: str, identity: str) -> None:
+        """--max-sessions and --max-sessions-per-identity (an existing id is a retry: allowed)."""
+        limits = self.node.config.limits
+
+        def counts(f):
+            if sid in f.sessions:
+                return None
+            mine = (sum(1 for s in f.sessions.values() if getattr(s, "identity", "") == identity)
+                    if identity else 0)
+            return len(f.sessions), mine
+        c = self.node.raft.read(counts)
+        if c is None:
+            return
+        if c[0] >= limits.sessions:
+            raise exceeded("sessions", limits.sessions, "open sessions in the cluster")
+        if identity and c[1] >= limits.sessions_per_identity:
+            raise exceeded("sessions_per_identity", limits.sessions_per_identity,
+                           f"open sessions of identity {identity!r}")
+
+    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool, value_len: int) -> None:
+        """Name and value sizes, locks and waits per session, waiters per lock."""
+        limits = self.node.config.limits
+        for name in names:
+            if len(name.encode("utf-8")) > limits.name_bytes:
+                raise _too_big("name_bytes", limits.name_bytes, "name")
+        if value_len > limits.value_bytes:
+            raise _too_big("value_bytes", limits.value_bytes, "value")
+
+        def state(f):
+            s = f.sessions.get(sid)
+            if s is None:
+                return None
+            new = [n for n in names if n not in s.held and n not in s.waits]
+            waiters = max((len(f.locks[n].waiters) for n in new if n in f.locks), default=0)
+            return len(s.held) + len(s.waits), len(s.waits), len(new), waiters
+        st = self.node.raft.read(state)
+        if st is None or not st[2]:
+            return   # unknown session (the FSM answers) or a retry / re-entry
+        total, waits, new, waiters = st
+        if total + new > limits.locks_per_session:
+            raise exceeded("locks_per_session", limits.locks_per_session,
+                           "locks held plus waited for by this session")
+        if wait and waits + 1 > limits.waits_per_session:
+            raise exceeded("waits_per_session", limits.waits_per_session,
+                           "blocking acquires waiting in this session")
+        if wait and waiters >= limits.waiters_per_lock:
+            raise exceeded("waiters_per_lock", limits.waiters_per_lock,
+                           "sessions waiting for this lock")
+
+    def _foreign_sessions(self, sids, identity: str) -> set[str]:
+        """The ids among `sids` that exist but belong to another identity."""
+        def owners(f):
+            out = set()
+            for sid in sids:
+                s = f.sessions.get(sid)
+                if s is not None and getattr(s, "identity", "") != identity:
+                    out.add(sid)
+            return out
+        return self.node.raft.read(owners) if sids else set()
+
     # ------------------------------------------------------------ sessions
 
     @rpc_handler
@@ -156,7 +226,10 @@ class LockService(pbg.LockServicer):
         if len(request.client_name.encode("utf-8")) > MAX_CLIENT_NAME_BYTES:
             raise invalid("client_name", f"longer than {MAX_CLIENT_NAME_BYTES} bytes")
         self.node.require_ready()
-        v = self._check(await self._propose(C.OpenSession(sid, ttl_ms, request.client_name)))
+        identity = identity_of(context)
+        self._check_session_limits(sid, identity)
+        v = self._check(await self._propose(C.OpenSession(sid, ttl_ms, request.client_name,
+                                                          identity)))
         if v.get("created"):
             log.info("session_opened", session_id=short_id(sid), ttl_ms=ttl_ms,
                      client=request.client_name)
@@ -166,6 +239,8 @@ class LockService(pbg.LockServicer):
     async def CloseSession(self, request, context):
         sid = validate_session_id(request.session_id)
         self.node.require_ready()
+        if self.node.mtls and self._foreign_sessions([sid], identity_of(context)):
+            return pb.CloseSessionResponse()   # as for an unknown session: ids cannot be probed
         r = await self._propose(C.CloseSession(sid))
         if r.code == "SESSION_NOT_FOUND":      # closing is idempotent
             return pb.CloseSessionResponse()
@@ -177,14 +252,25 @@ class LockService(pbg.LockServicer):
         """One stream renews many sessions; each request gets one response (same seq)."""
         node = self.node
         renewed: set[str] = set()
+        identity = identity_of(context)
+        rate = node.config.limits.keepalive_rate
+        loop = asyncio.get_running_loop()
+        bucket = TokenBucket(rate, 2 * rate, loop.time())
         try:
             async for req in request_iterator:
                 if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
                     raise invalid("session_ids", f"at most {MAX_KEEPALIVE_SESSIONS} per message")
+                if not bucket.take(loop.time()):
+                    raise exceeded("keepalive_rate", rate, "KeepAlive messages per second on "
+                                   "this stream")
                 now = node.clock.monotonic()
                 node.require_ack_allowed()
                 leases, to_clear = [], []
+                foreign = self._foreign_sessions(req.session_ids, identity) if node.mtls else ()
                 for sid in req.session_ids:
+                    if sid in foreign:   # another identity's session: as if it did not exist
+                        leases.append(pb.SessionLease(session_id=sid, expired=True))
+                        continue
                     res = node.tracker.renew(sid, now)
                     if res.status == RENEW_OK:
                         renewed.add(sid)
@@ -227,18 +313,11 @@ class LockService(pbg.LockServicer):
         sid = validate_session_id(request.session_id)
         name = validate_name(request.name)
         rid = validate_request_id(request.request_id)
-        if request.mode not in _MODES:
-            raise invalid("mode", "unknown lock mode")
-        mode = _MODES[request.mode]
-        permits = request.permits or 1
-        if permits > MAX_PERMITS:
-            raise invalid("permits", f"at most {MAX_PERMITS}")
-        if mode == C.SHARED and permits != 1:
-            raise invalid("permits", "a SHARED lock cannot have permits; use EXCLUSIVE with permits")
+        mode, permits = self._mode_permits(request.mode, request.permits)
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
         if len(request.value) > MAX_VALUE_BYTES:
-            raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+            raise _too_big("value_bytes", MAX_VALUE_BYTES, "value")
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         if request.reentrant and not request.owner:
@@ -250,6 +329,7 @@ class LockService(pbg.LockServicer):
         node = self.node
         node.require_ready()
         wait = request.wait_ms > 0
+        self._check_acquire_limits(sid, [name], wait, len(request.value))
         fut = node.waiters.register(sid, name, rid) if wait else None
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
@@ -287,6 +367,94 @@ class LockService(pbg.LockServicer):
             if fut is not None:
                 node.waiters.unregister(sid, name, rid, fut)
 
+    @rpc_handler
+    async def AcquireMany(self, request, context):
+        """All named locks in one Raft entry, or none; a blocking call waits for all together
+        (parked on its first lock's grant event: every lock is granted in the same apply)."""
+        sid = validate_session_id(request.session_id)
+        rid = validate_request_id(request.request_id)
+        if not request.locks:
+            raise invalid("locks", "required: 1 or more locks")
+        if len(request.locks) > MAX_LOCKS_PER_MANY:
+            raise invalid("locks", f"at most {MAX_LOCKS_PER_MANY} locks")
+        items, seen = [], set()
+        for i, spec in enumerate(request.locks):
+            name = validate_name(spec.name, f"locks[{i}].name")
+            if name in seen:
+                raise invalid(f"locks[{i}].name", f"{name!r} is named twice")
+            seen.add(name)
+            mode, permits = self._mode_permits(spec.mode, spec.permits, f"locks[{i}].")
+            items.append((name, mode, permits, bytes(request.value)))
+        if request.wait_ms > MAX_WAIT_MS:
+            raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
+        if len(request.value) > MAX_VALUE_BYTES:
+            raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+        if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
+            raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
+        node = self.node
+        node.require_ready()
+        first = items[0][0]
+        wait = request.wait_ms > 0
+        self._check_acquire_limits(sid, [it[0] for it in items], wait, len(request.value))
+        fut = node.waiters.register(sid, first, rid) if wait else None
+        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
+        try:
+            v = self._check(await self._propose(C.AcquireMany(
+                sid, rid, tuple(items), wait, request.lock_delay_ms)))
+            if v.get("granted"):
+                return self._granted_many(v)
+            if not v.get("queued"):
+                return pb.AcquireManyResponse(granted=False)
+            remaining = loop_deadline - asyncio.get_running_loop().time()
+            try:
+                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
+            except asyncio.TimeoutError:
+                r = await self._propose(C.CancelWait(sid, first, rid, "timeout"))
+                if r.code == "WAIT_TIMEOUT":
+                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out") from None
+                return self._granted_many(self._check(r))
+            if kind == GRANTED:
+                res = node.raft.read(lambda f: f.result_of(sid, rid))
+                if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
+                    # evicted or the session ended since: ask the log (reports the grant)
+                    res = [None, self._check(await self._propose(
+                        C.CancelWait(sid, first, rid, "cancelled")))]
+                return self._granted_many(res[1])
+            if kind == ENDED:
+                if arg in ("closed", "expired"):
+                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
+                if arg == "timeout":
+                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
+                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
+            raise node.not_leader_error()
+        except asyncio.CancelledError:
+            if wait:
+                asyncio.get_running_loop().create_task(self._abandon(sid, first, rid))
+            raise
+        finally:
+            if fut is not None:
+                node.waiters.unregister(sid, first, rid, fut)
+
+    @staticmethod
+    def _mode_permits(mode_value: int, permits_value: int, prefix: str = "") -> tuple[int, int]:
+        if mode_value not in _MODES:
+            raise invalid(f"{prefix}mode", "unknown lock mode")
+        mode = _MODES[mode_value]
+        permits = permits_value or 1
+        if permits > MAX_PERMITS:
+            raise invalid(f"{prefix}permits", f"at most {MAX_PERMITS}")
+        if mode == C.SHARED and permits != 1:
+            raise invalid(f"{prefix}permits",
+                          "a SHARED lock cannot have permits; use EXCLUSIVE with permits")
+        return mode, permits
+
+    @staticmethod
+    def _granted_many(v: dict) -> pb.AcquireManyResponse:
+        if "tokens" not in v:
+            raise LockdAbort(ErrorCode.INTERNAL, "multi-lock grant without tokens")
+        return pb.AcquireManyResponse(granted=True, grants=[
+            pb.Grant(name=name, token=token) for name, token in v["tokens"]])
+
     def _granted(self, name: str, token: int, count: int = 1) -> pb.AcquireResponse:
         view = self.node.raft.read(lambda f: f.lock_view(name))
         return pb.AcquireResponse(granted=True, token=token, lock=self._lock_info(view, name),
@@ -306,7 +474,7 @@ class LockService(pbg.LockServicer):
         try:
             r = await self._propose(C.CancelWait(sid, name, rid, "cancelled"))
             if r.code is None and (r.value or {}).get("granted"):
-                await self._propose(C.Release(sid, name, r.value["token"], uuid.uuid4().hex))
+                await self._release_grants(sid, name, r.value, uuid.uuid4().hex)
         except Exception:  # noqa: BLE001
             log.warning("abandon_failed", lock=name, session_id=short_id(sid))
 
@@ -335,7 +503,13 @@ class LockService(pbg.LockServicer):
             return
         v = self._check(r)
         if v.get("granted"):
-            r2 = await self._propose(C.Release(sid, name, v["token"], rid))
+            await self._release_grants(sid, name, v, rid)
+
+    async def _release_grants(self, sid: str, name: str, v: dict, rid: str) -> None:
+        """Release what an Acquire (token) or an AcquireMany (tokens) was granted."""
+        grants = v["tokens"] if "tokens" in v else [[name, v["token"]]]
+        for i, (lock, token) in enumerate(grants):
+            r2 = await self._propose(C.Release(sid, lock, token, rid if i == 0 else f"{rid}.{i}"))
             if r2.code not in (None, "NOT_HOLDER"):
                 self._check(r2)
 
@@ -373,12 +547,23 @@ class LockService(pbg.LockServicer):
                                     next_page_token=locks[-1].name if more and locks else "",
                                     revision=rev)
 
+    @rpc_handler
+    async def Watch(self, request, context):
+        """Stream lock events after `after_revision` from the FSM's retained window (lockd/watch.py)."""
+        prefix = validate_name(request.prefix, "prefix") if request.prefix else ""
+        after = request.after_revision
+        if after == 0:
+            after = self.node.raft.read(lambda f: f.revision)   # 0: from now on
+        async for recs, rev, _ in follow(self.node, after,
+                                         lambda f, last: f.events_after(last, prefix)):
+            yield pb.WatchResponse(events=[event_pb(r) for r in recs], revision=rev)
+
 
 _ROLES = {0: pb.ROLE_FOLLOWER, 1: pb.ROLE_CANDIDATE, 2: pb.ROLE_LEADER}
 
 
 class ClusterService(pbg.ClusterServicer):
-    """The `lockd.v1.Cluster` service (Status for now; membership comes later)."""
+    """The `lockd.v1.Cluster` service: Status, and membership changes (delegated)."""
 
     def __init__(self, node: "LockdNode"):
         self.node = node
@@ -410,7 +595,21 @@ class ClusterService(pbg.ClusterServicer):
             self_id=node.config.raft_address, leader_id=leader,
             leader_grpc_address=members_map.get(leader, ""), members=members,
             sessions=counts[0], locks=counts[1], waiters=counts[2], next_token=counts[3],
-            revision=counts[4])
+            revision=counts[4], member_ids=node.raft.member_ids())
+
+    # Membership (lockd/membership.py holds the rules; docs/operations.md the procedures).
+
+    @rpc_handler
+    async def AddMember(self, request, context):
+        return await self.node.membership.add(request)
+
+    @rpc_handler
+    async def RemoveMember(self, request, context):
+        return await self.node.membership.remove(request, context)
+
+    @rpc_handler
+    async def TransferLeadership(self, request, context):
+        return await self.node.membership.transfer(request)
 
     async def _ask(self, raft_addr: str, grpc_addr: str) -> pb.Member:
         unreachable = pb.Member(id=raft_addr, raft_address=raft_addr, grpc_address=grpc_addr,
@@ -419,7 +618,7 @@ class ClusterService(pbg.ClusterServicer):
             unreachable.error = "gRPC address not yet known"
             return unreachable
         try:
-            async with grpc.aio.insecure_channel(grpc_addr) as ch:
+            async with peer_channel(self.node.tls_files, grpc_addr) as ch:
                 resp = await pbg.ClusterStub(ch).Status(pb.StatusRequest(local_only=True), timeout=1.0)
             return resp.members[0]
         except grpc.aio.AioRpcError as e:

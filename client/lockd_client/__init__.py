@@ -21,13 +21,21 @@ from ._errors import (
     InvalidRequestError,
     LockdError,
     LockTimeout,
+    MembershipError,
     ModeConflictError,
     NotHolderError,
+    PermissionDeniedError,
     ResourceExhaustedError,
+    RevisionCompactedError,
     SessionExpiredError,
 )
+from ._election import Election
+from ._streams import Leader, WatchEvent
+from ._watch import Observation, Watch
+from ._tls import TLSConfig
 from ._keepalive import SessionState
 from ._lock import Lock, RWLock
+from ._multilock import MultiLock
 from ._session import Session
 
 __all__ = [
@@ -38,6 +46,13 @@ __all__ = [
     "SessionState",
     "Lock",
     "RWLock",
+    "MultiLock",
+    "Election",
+    "Leader",
+    "Watch",
+    "WatchEvent",
+    "Observation",
+    "RevisionCompactedError",
     "LockdError",
     "InvalidRequestError",
     "SessionExpiredError",
@@ -48,14 +63,20 @@ __all__ = [
     "LockTimeout",
     "ClusterUnavailableError",
     "ResourceExhaustedError",
+    "PermissionDeniedError",
+    "TLSConfig",
+    "MembershipError",
 ]
 
 
-def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0) -> LockdClient:
+def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0,
+            tls: TLSConfig | bool | None = None) -> LockdClient:
     """Connect to a lockd cluster (lazily: nothing is dialled until the first call).
 
     `endpoints` is "host:port,host:port" or a list of "host:port"; None reads the environment
     variable LOCKD_ENDPOINTS (ValueError if neither is set). `timeout` (seconds) bounds every
-    call that does not wait for a lock, retries included. Use as a context manager or `close()`.
+    call that does not wait for a lock, retries included. `tls`: a `TLSConfig(ca=, cert=, key=)`
+    (mTLS when cert and key are given), True (TLS with the system roots), False (plain text),
+    or None: TLS iff LOCKD_TLS_CA / LOCKD_TLS_CERT / LOCKD_TLS_KEY are set. Use as a context manager or `close()`.
     """
-    return LockdClient(endpoints, timeout=timeout)
+    return LockdClient(endpoints, timeout=timeout, tls=tls)

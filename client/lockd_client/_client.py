@@ -27,6 +27,7 @@ from ._clock import Clock, SystemClock
 from ._errors import ClusterUnavailableError, ErrorDetails, LockdError, SessionExpiredError
 from ._requests import ENDPOINTS_ENV, Action, Next, Router, UnaryCall, parse_endpoints
 from ._retry import Backoff, Retry
+from ._tls import resolve_tls, secure_or_insecure
 
 __all__ = ["LockdClient", "parse_endpoints", "ENDPOINTS_ENV"]
 
@@ -62,10 +63,12 @@ class LockdClient:
         backoff: Backoff | None = None,
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], Any] | None = None,
+        tls: Any = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self._router = Router(parse_endpoints(endpoints))
+        self._tls = resolve_tls(tls)   # None: plain text (see _tls.py)
         self.timeout = float(timeout)
         self._clock: Clock = clock or SystemClock()
         self._backoff = backoff or Backoff()
@@ -228,6 +231,67 @@ class LockdClient:
         return self._unary("Cluster", "Status", rq.status_request(local_only),
                            timeout=timeout, leader_only=False)
 
+    def watch(self, prefix: str = "", *, after_revision: int = 0,
+              reconnect_timeout: float = 30.0):
+        """Iterate lock events (`WatchEvent`) of locks starting with `prefix` (docs/watch.md).
+
+        `after_revision=0` starts from now; else every event after that revision (a
+        listing's `revision`, or a previous watch's `.revision`). The stream follows the
+        leader across failovers and resumes from the last event it delivered: no gap, no
+        duplicate. `close()` it (or use `with`) to stop. Iterating raises
+        RevisionCompactedError if `after_revision` is older than the cluster retains, and
+        ClusterUnavailableError if no node served it for `reconnect_timeout` seconds.
+        """
+        from ._watch import watch
+
+        self._check_open()
+        return watch(self, prefix, after_revision=after_revision,
+                     reconnect_timeout=reconnect_timeout)
+
+    def get_leader(self, name: str, *, stale_ok: bool = False, timeout: float | None = None):
+        """The current leader (`Leader`) of election `name`, or None (no session needed)."""
+        from ._election import leader
+
+        return leader(self, name, stale_ok=stale_ok, timeout=timeout)
+
+    def observe(self, name: str, *, after_revision: int = 0, reconnect_timeout: float = 30.0):
+        """Iterate every new leader (`Leader`) of election `name` (no session needed)."""
+        from ._election import observe
+
+        self._check_open()
+        return observe(self, name, after_revision=after_revision,
+                       reconnect_timeout=reconnect_timeout)
+
+    # Membership (docs/operations.md). Each goes to the leader and may take a while there (an
+    # add waits for the new member to catch up; removing the leader transfers leadership
+    # first), so one attempt gets the whole budget (`_requests.AdminCall`). Refused changes
+    # raise MembershipError (reason says why). After an ambiguous failure the call is re-sent
+    # and answers by outcome: an add that had happened is `already_member`, a remove that had
+    # happened is `already_removed` (MEMBER_NOT_FOUND only for ids that never were members).
+
+    def add_member(self, raft_address: str, grpc_address: str, *,
+                   join_timeout: float = 30.0) -> lockd_pb2.AddMemberResponse:
+        """Add a member (its Raft address is its id); it must connect and catch up within
+        `join_timeout` seconds, or the add is undone (MembershipError MEMBER_UNREACHABLE)."""
+        return self._admin(rq.add_member_call(raft_address, grpc_address, join_timeout,
+                                              self.timeout))
+
+    def remove_member(self, member_id: str, *,
+                      transfer_timeout: float = 10.0) -> lockd_pb2.RemoveMemberResponse:
+        """Remove a member (id or gRPC address); the leader hands over leadership first.
+        Idempotent: a former member's removal answers `already_removed=True`."""
+        return self._admin(rq.remove_member_call(member_id, transfer_timeout, self.timeout))
+
+    def transfer_leadership(self, target_id: str = "", *,
+                            transfer_timeout: float = 10.0) -> lockd_pb2.TransferLeadershipResponse:
+        """Move leadership to `target_id` ("" = the most caught-up member); returns the new leader."""
+        return self._admin(rq.transfer_leadership_call(target_id, transfer_timeout,
+                                                       self.timeout))
+
+    def _admin(self, call: rq.AdminCall) -> Any:
+        return self._unary("Cluster", call.method, call.request, timeout=call.budget,
+                           attempt_timeout=call.budget)
+
     # ------------------------------------------------------------------ routing
 
     def _channel(self, addr: str) -> grpc.Channel:
@@ -235,7 +299,7 @@ class LockdClient:
             self._check_open()
             ch = self._channels.get(addr)
             if ch is None:
-                ch = grpc.insecure_channel(addr, options=list(rq.CHANNEL_OPTIONS))
+                ch = secure_or_insecure(grpc, addr, list(rq.CHANNEL_OPTIONS), self._tls)
                 self._channels[addr] = ch
             return ch
 
@@ -279,7 +343,7 @@ class LockdClient:
         return rq.attempt_timeout(self.timeout)
 
     def _unary(self, service: str, method: str, request: Any, *, timeout: float | None = None,
-               leader_only: bool = True) -> Any:
+               leader_only: bool = True, attempt_timeout: float | None = None) -> Any:
         """Call a retry-safe unary RPC, following redirects and backing off, within `timeout`.
 
         Raises the registered LockdError; when retries run out the last failure's class
@@ -290,10 +354,14 @@ class LockdClient:
         budget = self.timeout if timeout is None else timeout
         deadline = self._clock.monotonic() + budget
         call = UnaryCall(self._router, method, deadline=deadline, retry=self._retry(deadline),
-                         attempt_timeout=self._attempt_timeout(), leader_only=leader_only)
+                         attempt_timeout=attempt_timeout or self._attempt_timeout(),
+                         leader_only=leader_only)
         while True:
             addr, rpc_timeout = call.next_attempt(self._clock.monotonic())
-            stub = self._lock_stub(addr) if service == "Lock" else self._cluster_stub(addr)
+            if service == "Election":
+                stub = lockd_pb2_grpc.ElectionStub(self._channel(addr))
+            else:
+                stub = self._lock_stub(addr) if service == "Lock" else self._cluster_stub(addr)
             try:
                 return getattr(stub, method)(request, timeout=rpc_timeout)
             except grpc.RpcError as e:

@@ -15,7 +15,11 @@ Exception tree::
     ├── DeadlockError               DEADLOCK (the wait would close a cycle); carries .cycle
     ├── LockTimeout                 WAIT_TIMEOUT (also a builtin TimeoutError)
     ├── ClusterUnavailableError     NOT_LEADER, UNAVAILABLE (after retries ran out), no answer in time
-    └── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED
+    ├── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED
+    ├── RevisionCompactedError      REVISION_COMPACTED (watch from a revision no longer retained)
+    ├── MembershipError             MEMBER_EXISTS, MEMBER_NOT_FOUND, MEMBERSHIP_BUSY,
+    │                               MEMBER_UNREACHABLE, QUORUM_AT_RISK, TRANSFER_FAILED
+    └── PermissionDeniedError       PERMISSION_DENIED (the ACL refused this identity)
 
 Reasons without a subclass (CANCELLED, STALE_EPOCH, INTERNAL, and any reason this client does
 not know yet) raise the base `LockdError`; with no ErrorInfo at all the gRPC status code picks
@@ -42,6 +46,8 @@ __all__ = [
     "LockTimeout",
     "ClusterUnavailableError",
     "ResourceExhaustedError",
+    "RevisionCompactedError",
+    "MembershipError",
     "ErrorDetails",
     "error_details",
     "from_rpc_error",
@@ -173,11 +179,40 @@ class ResourceExhaustedError(LockdError):
     """The cluster is overloaded (retried first) or a limit is reached (sessions, waiters, sizes)."""
 
 
+@_registers("REVISION_COMPACTED")
+class RevisionCompactedError(LockdError):
+    """A watch asked for events older than the cluster retains: list the locks (the listing
+    carries a revision), then watch after that revision (docs/watch.md)."""
+
+    @property
+    def oldest_revision(self) -> int:
+        """The oldest revision still retained (0 if the server sent none)."""
+        try:
+            return int(self.metadata.get("oldest_revision", "0"))
+        except ValueError:
+            return 0
+
+
+@_registers("MEMBER_EXISTS", "MEMBER_NOT_FOUND", "MEMBERSHIP_BUSY", "MEMBER_UNREACHABLE",
+            "QUORUM_AT_RISK", "TRANSFER_FAILED")
+class MembershipError(LockdError):
+    """A membership change or leadership transfer was refused or did not complete; `reason`
+    says which (docs/operations.md lists what each means and what to do)."""
+
+
+@_registers("PERMISSION_DENIED")
+class PermissionDeniedError(LockdError):
+    """The server's ACL refused this client's identity (its certificate CN) the permission the
+    call needs; `metadata` has "permission", "identity" and, for a lock, "prefix" (the name
+    refused). See docs/security.md."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[LockdError]] = {
     grpc.StatusCode.UNAVAILABLE: ClusterUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: ClusterUnavailableError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
 }
 
 

@@ -166,13 +166,7 @@ class Lock:
         session = self._session
         client = session._client
         clock = client._clock
-        now = clock.monotonic()
-        call = AcquireCall(
-            client._router, session_id=session.id, name=self.name, shared=self.shared,
-            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
-            now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout),
-            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
+        call = self._new_call(blocking, deadline, clock.monotonic())
         while True:
             session._check_alive()
             attempt = call.next_attempt(clock.monotonic())
@@ -180,7 +174,7 @@ class Lock:
                 if call.ambiguous:
                     self._withdraw(call.request_id)
                 return None, True
-            fut = client._lock_stub(attempt.addr).Acquire.future(
+            fut = self._rpc(client._lock_stub(attempt.addr)).future(
                 attempt.request, timeout=attempt.rpc_timeout)
             try:
                 outcome = self._wait_for(fut, attempt.give_up_at)
@@ -219,6 +213,20 @@ class Lock:
                 assert f.error is not None
                 raise f.error from e
             return call.on_response(resp), False
+
+    def _new_call(self, blocking: bool, deadline: float | None, now: float) -> AcquireCall:
+        """The retry protocol of one acquire request (MultiLock: AcquireMany)."""
+        client = self._session._client
+        return AcquireCall(
+            client._router, session_id=self._session.id, name=self.name, shared=self.shared,
+            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
+            now=now, timeout=client.timeout,
+            retry=client._retry(deadline if blocking else now + client.timeout),
+            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
+
+    @staticmethod
+    def _rpc(stub):
+        return stub.Acquire
 
     def _wait_for(self, fut: grpc.Future, give_up_at: float | None) -> str:
         """Wait for the RPC to finish, the session to end, or the caller's deadline (+ grace).
@@ -283,7 +291,12 @@ class Lock:
         if mode is ReleaseMode.BEST_EFFORT:
             self._best_effort_release(token)
             return
-        req = rq.release_request(session.id, self.name, token)
+        self._release(self.name, token)
+
+    def _release(self, name: str, token: int) -> None:
+        """Release the grant `token` of `name` on the server (retried with one request_id)."""
+        session = self._session
+        req = rq.release_request(session.id, name, token)
         try:
             session._client._unary("Lock", "Release", req)
         except SessionExpiredError:
@@ -292,10 +305,10 @@ class Lock:
         except NotHolderError as e:
             if rq.not_holder_is_benign(e, lost=self.lost.is_set()):
                 # A retry after an ambiguous failure: the first attempt released it.
-                log.debug("release_not_holder_ignored lock=%s token=%d", self.name, token)
+                log.debug("release_not_holder_ignored lock=%s token=%d", name, token)
                 return
             raise
-        log.debug("lock_released lock=%s token=%d", self.name, token)
+        log.debug("lock_released lock=%s token=%d", name, token)
 
     def _release_one_hold(self, token: int) -> None:
         """Release one hold of a reentrant grant that stays held (the server decrements)."""

@@ -44,7 +44,7 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, NamedTuple, Sequence
 
 import grpc
 
@@ -443,12 +443,15 @@ class AcquireCall:
             wait_ms = 0
             rpc_timeout = max(0.001, min(self.attempt_timeout, self.retry_deadline - now))
             give_up_at = None
-        req = lockd_pb2.AcquireRequest(
+        self.sent += 1
+        return AcquireAttempt(self.router.pick(), self.request(wait_ms), rpc_timeout, give_up_at)
+
+    def request(self, wait_ms: int) -> Any:
+        """The request message of one attempt."""
+        return lockd_pb2.AcquireRequest(
             session_id=self.session_id, name=self.name, request_id=self.request_id,
             mode=self.mode, permits=self.permits, wait_ms=wait_ms, value=self.value,
             reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self.lock_delay_ms)
-        self.sent += 1
-        return AcquireAttempt(self.router.pick(), req, rpc_timeout, give_up_at)
 
     @staticmethod
     def on_response(resp: lockd_pb2.AcquireResponse) -> int | None:
@@ -496,6 +499,69 @@ class AcquireCall:
                 f"acquire {self.name!r}: no leader answered in time ({exc})",
                 reason=d.reason, metadata=d.metadata, code=d.code)
         return exc
+
+
+class AcquireManyCall(AcquireCall):
+    """One AcquireMany `request_id` and its retries: the same protocol as AcquireCall.
+
+    `specs` is [(name, shared, permits), ...]; `name` (for messages and the withdrawal, which
+    the server applies to the whole multi-lock request) is the first name. A grant's tokens
+    go to `on_grant({name: token})`; `on_response` returns the first lock's token.
+    """
+
+    def __init__(self, router: Router, *, session_id: str, specs: list, value: bytes,
+                 blocking: bool, deadline: float | None, now: float, timeout: float,
+                 retry: Retry, lock_delay_ms: int, on_grant: Any) -> None:
+        super().__init__(router, session_id=session_id, name=specs[0][0], shared=False,
+                         permits=1, value=value, blocking=blocking, deadline=deadline, now=now,
+                         timeout=timeout, retry=retry, lock_delay_ms=lock_delay_ms)
+        self.specs = [lockd_pb2.LockSpec(
+            name=name, permits=permits if permits > 1 else 0,
+            mode=lockd_pb2.LOCK_MODE_SHARED if shared else lockd_pb2.LOCK_MODE_EXCLUSIVE)
+            for name, shared, permits in specs]
+        self._on_grant = on_grant
+
+    def request(self, wait_ms: int) -> Any:
+        return lockd_pb2.AcquireManyRequest(
+            session_id=self.session_id, locks=self.specs, request_id=self.request_id,
+            wait_ms=wait_ms, value=self.value, lock_delay_ms=self.lock_delay_ms)
+
+    def on_response(self, resp: Any) -> int | None:  # type: ignore[override]
+        if not resp.granted:
+            return None
+        self._on_grant({g.name: g.token for g in resp.grants})
+        return resp.grants[0].token
+
+
+MAX_LOCKS_PER_MANY = 64
+"""The most locks one `lock_many` may name (the server's limit)."""
+
+
+def check_many_args(specs: list, timeout: float | None) -> list:
+    """Validate `lock_many` arguments (ValueError/TypeError, before any RPC): each item is a
+    name or a (name, "shared"|"exclusive"|permits) pair. Returns [(name, shared, permits)]."""
+    if isinstance(specs, (str, bytes)):
+        raise TypeError("lock_many takes a list of names, not one name")
+    out, seen = [], set()
+    for item in specs:
+        name, kind = (item, "exclusive") if isinstance(item, str) else tuple(item)
+        shared, permits = False, 1
+        if kind == "shared":
+            shared = True
+        elif isinstance(kind, int) and not isinstance(kind, bool) and kind >= 1:
+            permits = kind
+        elif kind != "exclusive":
+            raise ValueError(f"lock {name!r}: kind must be 'exclusive', 'shared' or permits >= 1")
+        check_lock_args(name, timeout, shared, permits)
+        if name in seen:
+            raise ValueError(f"lock {name!r} is named twice")
+        seen.add(name)
+        out.append((name, shared, permits))
+    if not out:
+        raise ValueError("lock_many needs at least one lock name")
+    if len(out) > MAX_LOCKS_PER_MANY:
+        raise ValueError(f"lock_many takes at most {MAX_LOCKS_PER_MANY} locks")
+    return out
 
 
 # ---------------------------------------------------------------------- lock arguments and outcomes
@@ -663,6 +729,62 @@ def status_request(local_only: bool) -> lockd_pb2.StatusRequest:
     return lockd_pb2.StatusRequest(local_only=local_only)
 
 
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def add_member_request(raft_address: str, grpc_address: str,
+                       join_timeout: float) -> lockd_pb2.AddMemberRequest:
+    return lockd_pb2.AddMemberRequest(raft_address=raft_address, grpc_address=grpc_address,
+                                      join_timeout_ms=_ms(join_timeout))
+
+
+def remove_member_request(member_id: str, transfer_timeout: float) -> lockd_pb2.RemoveMemberRequest:
+    return lockd_pb2.RemoveMemberRequest(id=member_id, timeout_ms=_ms(transfer_timeout))
+
+
+def transfer_leadership_request(target_id: str,
+                                transfer_timeout: float) -> lockd_pb2.TransferLeadershipRequest:
+    return lockd_pb2.TransferLeadershipRequest(target_id=target_id,
+                                               timeout_ms=_ms(transfer_timeout))
+
+
+class AdminCall(NamedTuple):
+    """A membership RPC ready to send (sync and asyncio clients alike): the Cluster method,
+    its request, and its budget in seconds. The leader may wait a long time before answering
+    (a new member catching up, a leadership hand-over), so ONE attempt gets the whole budget:
+    the client's timeout plus that wait plus ADMIN_SLACK_S. The calls are safe to re-send after
+    an ambiguous failure: an add is then answered `already_member`, a remove `already_removed`,
+    a transfer to the member that already leads is a no-op."""
+
+    method: str
+    request: Any
+    budget: float
+
+
+ADMIN_SLACK_S = 5.0
+
+
+def add_member_call(raft_address: str, grpc_address: str, join_timeout: float,
+                    client_timeout: float) -> AdminCall:
+    return AdminCall("AddMember", add_member_request(raft_address, grpc_address, join_timeout),
+                     client_timeout + join_timeout + ADMIN_SLACK_S)
+
+
+def remove_member_call(member_id: str, transfer_timeout: float,
+                       client_timeout: float) -> AdminCall:
+    # Removing the leader: a transfer first, then the new leader's own remove.
+    return AdminCall("RemoveMember", remove_member_request(member_id, transfer_timeout),
+                     client_timeout + 2 * transfer_timeout + ADMIN_SLACK_S)
+
+
+def transfer_leadership_call(target_id: str, transfer_timeout: float,
+                             client_timeout: float) -> AdminCall:
+    return AdminCall("TransferLeadership",
+                     transfer_leadership_request(target_id, transfer_timeout),
+                     client_timeout + transfer_timeout + ADMIN_SLACK_S)
+
+
 def get_session_request(session_id: str, stale_ok: bool) -> lockd_pb2.GetSessionRequest:
     return lockd_pb2.GetSessionRequest(session_id=session_id, stale_ok=stale_ok)
 
@@ -674,3 +796,25 @@ def keepalive_request(seq: int, session_ids: Sequence[str]) -> lockd_pb2.KeepAli
 def decode_leases(resp: lockd_pb2.KeepAliveResponse) -> list[Lease]:
     """The leases of a keepalive answer, in seconds, for `KeepaliveSchedule.on_ack`."""
     return [Lease(l.session_id, l.ttl_ms / 1000.0, l.expired) for l in resp.leases]
+
+
+# ---------------------------------------------------------------------- watch and elections
+
+
+def watch_request(prefix: str, after_revision: int) -> lockd_pb2.WatchRequest:
+    return lockd_pb2.WatchRequest(prefix=prefix, after_revision=after_revision)
+
+
+def observe_request(name: str, after_revision: int) -> lockd_pb2.ObserveRequest:
+    return lockd_pb2.ObserveRequest(name=name, after_revision=after_revision)
+
+
+def leader_request(name: str, stale_ok: bool) -> lockd_pb2.LeaderRequest:
+    return lockd_pb2.LeaderRequest(name=name, stale_ok=stale_ok)
+
+
+def proclaim_request(session_id: str, name: str, token: int,
+                     value: bytes) -> lockd_pb2.ProclaimRequest:
+    """One Proclaim; its request_id is kept across the retries of this call."""
+    return lockd_pb2.ProclaimRequest(session_id=session_id, name=name, token=token, value=value,
+                                     request_id=uuid.uuid4().hex)

@@ -116,6 +116,8 @@ class Cluster(abc.ABC):
 
     def __init__(self) -> None:
         self._channels: dict[str, grpc.Channel] = {}
+        #: set to grpc.ssl_channel_credentials(...) when the nodes serve TLS (docs/security.md)
+        self.channel_credentials: grpc.ChannelCredentials | None = None
 
     # ------------------------------------------------------------ process verbs (back-end)
 
@@ -243,11 +245,14 @@ class Cluster(abc.ABC):
         return None
 
     def channel(self, i: int) -> grpc.Channel:
-        """A cached insecure channel to node i's gRPC address."""
+        """A cached channel to node i's gRPC address (TLS if `channel_credentials` is set)."""
         addr = self.nodes[i].grpc_address
         ch = self._channels.get(addr)
         if ch is None:
-            ch = grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
+            if self.channel_credentials is not None:
+                ch = grpc.secure_channel(addr, self.channel_credentials, options=_CHANNEL_OPTIONS)
+            else:
+                ch = grpc.insecure_channel(addr, options=_CHANNEL_OPTIONS)
             self._channels[addr] = ch
         return ch
 

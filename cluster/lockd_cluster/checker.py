@@ -365,7 +365,8 @@ def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0) -
     "leaderless": [(start, end), ...], the spans in which the nemesis left no ready leader}.
     Only a ready leader can expire a session: when the session's deadline (`bound - slack`
     after its last keepalive) falls in a leaderless span, the first leader after it must expire
-    the session within `slack` of being ready.
+    the session within `slack` of being ready (it ages the recorded silence on its own clock
+    through the span, docs/sessions.md).
     """
     violations = []
     ages = []

@@ -81,17 +81,39 @@ class LocalCluster(Cluster):
                       data_dir=self.base_dir / f"node{k + 1}")
             for k in range(n)
         ]
+        self._join_peers: dict[int, tuple[str, ...]] = {}   # nodes added by add_node()
+
+    def add_node(self, peers: Sequence[str] | None = None) -> int:
+        """Append a node that runs `lockd serve --join` with `peers` (default: the Raft
+        addresses of every node so far) as its peer list, on free ports; it is neither
+        started (`restart(i)` starts just it; `start()` would also restart removed nodes)
+        nor added to the Raft configuration (`lockd members add`). Returns its index."""
+        grpc_port, raft_port = free_ports(2)
+        k = len(self.nodes)
+        self.nodes.append(LocalNode(index=k, raft_address=f"127.0.0.1:{raft_port}",
+                                    grpc_address=f"127.0.0.1:{grpc_port}",
+                                    data_dir=self.base_dir / f"node{k + 1}"))
+        self._join_peers[k] = tuple(peers) if peers is not None else tuple(
+            n.raft_address for n in self.nodes[:k])
+        return k
+
+    def expect_exit(self, i: int) -> None:
+        """Node i will exit on its own (e.g. it was removed): `check_alive` must not report it."""
+        self.nodes[i].stopped_by_harness = True
 
     # ------------------------------------------------------------ process verbs
 
     def command(self, i: int) -> list[str]:
         """The argv that runs node i."""
         node = self.nodes[i]
-        peers = ",".join(n.raft_address for n in self.nodes if n.index != i)
+        join = self._join_peers.get(i)
+        peers = ",".join(join if join is not None else
+                         (n.raft_address for n in self.nodes if n.index != i))
         return [sys.executable, "-m", "lockd", "serve", "--dev",
                 "--raft-address", node.raft_address,
                 "--grpc-address", node.grpc_address,
                 "--peers", peers,
+                *(["--join"] if join is not None else []),
                 "--data-dir", str(node.data_dir),
                 "--log-format", "json",
                 "--log-level", self.log_level,

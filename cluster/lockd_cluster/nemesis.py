@@ -382,8 +382,10 @@ class Nemesis:
 
 def churn(cluster: Cluster, *, period: float, until: float, stop: threading.Event | None = None,
           record: Callable[..., Any] | None = None, pause_timeout: float = 8.0) -> int:
-    """Force elections until `until`: every `period`, SIGSTOP the leader until another node is
-    the ready leader, then SIGCONT it. Returns the number of elections caused."""
+    """Force elections until `until`: SIGSTOP the leader until another node is the ready
+    leader, then SIGCONT it; each new leader serves `period` before it is paused in turn (an
+    election every `period` plus the election's own time: a leader paused the moment it is
+    ready could never reap, record a silence or grant). Returns the elections caused."""
     stop = stop or threading.Event()
     n = 0
     while time.monotonic() < until and not stop.is_set():
@@ -396,6 +398,7 @@ def churn(cluster: Cluster, *, period: float, until: float, stop: threading.Even
             try:
                 new = cluster.wait_for_leader(pause_timeout, exclude=[lead])
                 n += 1
+                t_next = time.monotonic() + period
                 if record:
                     record("election", old=lead, new=new)
             except ClusterError:

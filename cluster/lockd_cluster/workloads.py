@@ -395,13 +395,13 @@ from lockd_cluster.procs import die_with_parent, kill_process, stop_process  # n
 from lockd_cluster.store import FencedStore  # noqa: E402
 
 GRACE_S = 2.0 + 1.4 + 1.0
+"""lockd's default grace (leader_fallback_timeout + raft_max_timeout + 1 s; lockd/config.py)."""
 # New grants resume within 3 s of the leader's death at the median of a run's failovers
 # (DESIGN's target is a serving leader within ~2 s; measured 0.4-2 s). No single failover may
 # take longer than FAILOVER_BOUND_S: two election rounds (a split vote, 2 x 1.4 s), the
 # client's longest retry pause (0.5 s) and a loaded 2-core box; past it something is stuck.
 FAILOVER_MEDIAN_BOUND_S = 3.0
 FAILOVER_BOUND_S = 5.0
-"""lockd's default grace (leader_fallback_timeout + raft_max_timeout + 1 s; lockd/config.py)."""
 
 
 @dataclass

@@ -13,6 +13,18 @@ class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOCK_MODE_EXCLUSIVE: _ClassVar[LockMode]
     LOCK_MODE_SHARED: _ClassVar[LockMode]
 
+class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
+    EVENT_TYPE_ACQUIRED: _ClassVar[EventType]
+    EVENT_TYPE_RELEASED: _ClassVar[EventType]
+    EVENT_TYPE_EXPIRED: _ClassVar[EventType]
+    EVENT_TYPE_WAITER_ADDED: _ClassVar[EventType]
+    EVENT_TYPE_WAITER_REMOVED: _ClassVar[EventType]
+    EVENT_TYPE_LOCK_DELAYED: _ClassVar[EventType]
+    EVENT_TYPE_LOCK_DELAY_ENDED: _ClassVar[EventType]
+    EVENT_TYPE_VALUE_CHANGED: _ClassVar[EventType]
+
 class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ROLE_UNSPECIFIED: _ClassVar[Role]
@@ -23,6 +35,15 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 LOCK_MODE_UNSPECIFIED: LockMode
 LOCK_MODE_EXCLUSIVE: LockMode
 LOCK_MODE_SHARED: LockMode
+EVENT_TYPE_UNSPECIFIED: EventType
+EVENT_TYPE_ACQUIRED: EventType
+EVENT_TYPE_RELEASED: EventType
+EVENT_TYPE_EXPIRED: EventType
+EVENT_TYPE_WAITER_ADDED: EventType
+EVENT_TYPE_WAITER_REMOVED: EventType
+EVENT_TYPE_LOCK_DELAYED: EventType
+EVENT_TYPE_LOCK_DELAY_ENDED: EventType
+EVENT_TYPE_VALUE_CHANGED: EventType
 ROLE_UNSPECIFIED: Role
 ROLE_FOLLOWER: Role
 ROLE_CANDIDATE: Role
@@ -153,6 +174,48 @@ class AcquireResponse(_message.Message):
     count: int
     def __init__(self, granted: _Optional[bool] = ..., token: _Optional[int] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
+class LockSpec(_message.Message):
+    __slots__ = ("name", "mode", "permits")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    PERMITS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mode: LockMode
+    permits: int
+    def __init__(self, name: _Optional[str] = ..., mode: _Optional[_Union[LockMode, str]] = ..., permits: _Optional[int] = ...) -> None: ...
+
+class AcquireManyRequest(_message.Message):
+    __slots__ = ("session_id", "locks", "request_id", "wait_ms", "value", "lock_delay_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    locks: _containers.RepeatedCompositeFieldContainer[LockSpec]
+    request_id: str
+    wait_ms: int
+    value: bytes
+    lock_delay_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., locks: _Optional[_Iterable[_Union[LockSpec, _Mapping]]] = ..., request_id: _Optional[str] = ..., wait_ms: _Optional[int] = ..., value: _Optional[bytes] = ..., lock_delay_ms: _Optional[int] = ...) -> None: ...
+
+class Grant(_message.Message):
+    __slots__ = ("name", "token")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
+class AcquireManyResponse(_message.Message):
+    __slots__ = ("granted", "grants")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    grants: _containers.RepeatedCompositeFieldContainer[Grant]
+    def __init__(self, granted: _Optional[bool] = ..., grants: _Optional[_Iterable[_Union[Grant, _Mapping]]] = ...) -> None: ...
+
 class ReleaseRequest(_message.Message):
     __slots__ = ("session_id", "name", "token", "request_id", "acquire_request_id")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +336,148 @@ class ListLocksResponse(_message.Message):
     revision: int
     def __init__(self, locks: _Optional[_Iterable[_Union[LockInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
+class Event(_message.Message):
+    __slots__ = ("revision", "type", "name", "token", "mode", "value", "client_name", "cause", "lock_delay_until_ms")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_UNTIL_MS_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    type: EventType
+    name: str
+    token: int
+    mode: LockMode
+    value: bytes
+    client_name: str
+    cause: str
+    lock_delay_until_ms: int
+    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[EventType, str]] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., mode: _Optional[_Union[LockMode, str]] = ..., value: _Optional[bytes] = ..., client_name: _Optional[str] = ..., cause: _Optional[str] = ..., lock_delay_until_ms: _Optional[int] = ...) -> None: ...
+
+class WatchRequest(_message.Message):
+    __slots__ = ("prefix", "after_revision")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    after_revision: int
+    def __init__(self, prefix: _Optional[str] = ..., after_revision: _Optional[int] = ...) -> None: ...
+
+class WatchResponse(_message.Message):
+    __slots__ = ("events", "revision")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    revision: int
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class LeaderInfo(_message.Message):
+    __slots__ = ("name", "token", "value", "client_name", "revision")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    token: int
+    value: bytes
+    client_name: str
+    revision: int
+    def __init__(self, name: _Optional[str] = ..., token: _Optional[int] = ..., value: _Optional[bytes] = ..., client_name: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class CampaignRequest(_message.Message):
+    __slots__ = ("session_id", "name", "value", "request_id", "wait_ms", "lock_delay_ms")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    LOCK_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    value: bytes
+    request_id: str
+    wait_ms: int
+    lock_delay_ms: int
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[bytes] = ..., request_id: _Optional[str] = ..., wait_ms: _Optional[int] = ..., lock_delay_ms: _Optional[int] = ...) -> None: ...
+
+class CampaignResponse(_message.Message):
+    __slots__ = ("leader",)
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    leader: LeaderInfo
+    def __init__(self, leader: _Optional[_Union[LeaderInfo, _Mapping]] = ...) -> None: ...
+
+class ProclaimRequest(_message.Message):
+    __slots__ = ("session_id", "name", "token", "value", "request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    token: int
+    value: bytes
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., value: _Optional[bytes] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ProclaimResponse(_message.Message):
+    __slots__ = ("leader",)
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    leader: LeaderInfo
+    def __init__(self, leader: _Optional[_Union[LeaderInfo, _Mapping]] = ...) -> None: ...
+
+class LeaderRequest(_message.Message):
+    __slots__ = ("name", "stale_ok")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STALE_OK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    stale_ok: bool
+    def __init__(self, name: _Optional[str] = ..., stale_ok: _Optional[bool] = ...) -> None: ...
+
+class LeaderResponse(_message.Message):
+    __slots__ = ("has_leader", "leader", "revision")
+    HAS_LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    has_leader: bool
+    leader: LeaderInfo
+    revision: int
+    def __init__(self, has_leader: _Optional[bool] = ..., leader: _Optional[_Union[LeaderInfo, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class ObserveRequest(_message.Message):
+    __slots__ = ("name", "after_revision")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AFTER_REVISION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    after_revision: int
+    def __init__(self, name: _Optional[str] = ..., after_revision: _Optional[int] = ...) -> None: ...
+
+class ObserveResponse(_message.Message):
+    __slots__ = ("leader",)
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    leader: LeaderInfo
+    def __init__(self, leader: _Optional[_Union[LeaderInfo, _Mapping]] = ...) -> None: ...
+
+class ResignRequest(_message.Message):
+    __slots__ = ("session_id", "name", "token", "request_id")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    name: str
+    token: int
+    request_id: str
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., token: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ResignResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class Member(_message.Message):
     __slots__ = ("id", "raft_address", "grpc_address", "role", "term", "commit_index", "applied_index", "lag", "ready", "error")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -304,7 +509,7 @@ class StatusRequest(_message.Message):
     def __init__(self, local_only: _Optional[bool] = ...) -> None: ...
 
 class StatusResponse(_message.Message):
-    __slots__ = ("self_id", "leader_id", "leader_grpc_address", "members", "sessions", "locks", "waiters", "next_token", "revision")
+    __slots__ = ("self_id", "leader_id", "leader_grpc_address", "members", "sessions", "locks", "waiters", "next_token", "revision", "member_ids")
     SELF_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_ID_FIELD_NUMBER: _ClassVar[int]
     LEADER_GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +519,7 @@ class StatusResponse(_message.Message):
     WAITERS_FIELD_NUMBER: _ClassVar[int]
     NEXT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_IDS_FIELD_NUMBER: _ClassVar[int]
     self_id: str
     leader_id: str
     leader_grpc_address: str
@@ -323,4 +529,61 @@ class StatusResponse(_message.Message):
     waiters: int
     next_token: int
     revision: int
-    def __init__(self, self_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., sessions: _Optional[int] = ..., locks: _Optional[int] = ..., waiters: _Optional[int] = ..., next_token: _Optional[int] = ..., revision: _Optional[int] = ...) -> None: ...
+    member_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, self_id: _Optional[str] = ..., leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., sessions: _Optional[int] = ..., locks: _Optional[int] = ..., waiters: _Optional[int] = ..., next_token: _Optional[int] = ..., revision: _Optional[int] = ..., member_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AddMemberRequest(_message.Message):
+    __slots__ = ("raft_address", "grpc_address", "join_timeout_ms")
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    JOIN_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    raft_address: str
+    grpc_address: str
+    join_timeout_ms: int
+    def __init__(self, raft_address: _Optional[str] = ..., grpc_address: _Optional[str] = ..., join_timeout_ms: _Optional[int] = ...) -> None: ...
+
+class AddMemberResponse(_message.Message):
+    __slots__ = ("member_ids", "already_member")
+    MEMBER_IDS_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_MEMBER_FIELD_NUMBER: _ClassVar[int]
+    member_ids: _containers.RepeatedScalarFieldContainer[str]
+    already_member: bool
+    def __init__(self, member_ids: _Optional[_Iterable[str]] = ..., already_member: _Optional[bool] = ...) -> None: ...
+
+class RemoveMemberRequest(_message.Message):
+    __slots__ = ("id", "timeout_ms")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    timeout_ms: int
+    def __init__(self, id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class RemoveMemberResponse(_message.Message):
+    __slots__ = ("member_ids", "leadership_transferred", "leader_id", "already_removed")
+    MEMBER_IDS_FIELD_NUMBER: _ClassVar[int]
+    LEADERSHIP_TRANSFERRED_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    member_ids: _containers.RepeatedScalarFieldContainer[str]
+    leadership_transferred: bool
+    leader_id: str
+    already_removed: bool
+    def __init__(self, member_ids: _Optional[_Iterable[str]] = ..., leadership_transferred: _Optional[bool] = ..., leader_id: _Optional[str] = ..., already_removed: _Optional[bool] = ...) -> None: ...
+
+class TransferLeadershipRequest(_message.Message):
+    __slots__ = ("target_id", "timeout_ms")
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    target_id: str
+    timeout_ms: int
+    def __init__(self, target_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class TransferLeadershipResponse(_message.Message):
+    __slots__ = ("leader_id", "leader_grpc_address", "previous_leader_id")
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LEADER_GRPC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    leader_id: str
+    leader_grpc_address: str
+    previous_leader_id: str
+    def __init__(self, leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., previous_leader_id: _Optional[str] = ...) -> None: ...

@@ -54,6 +54,11 @@ class LockStub:
                 request_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
                 response_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
                 _registered_method=True)
+        self.AcquireMany = channel.unary_unary(
+                '/lockd.v1.Lock/AcquireMany',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
+                _registered_method=True)
         self.Release = channel.unary_unary(
                 '/lockd.v1.Lock/Release',
                 request_serializer=lockd_dot_v1_dot_lockd__pb2.ReleaseRequest.SerializeToString,
@@ -79,6 +84,11 @@ class LockStub:
                 request_serializer=lockd_dot_v1_dot_lockd__pb2.GetSessionRequest.SerializeToString,
                 response_deserializer=lockd_dot_v1_dot_lockd__pb2.GetSessionResponse.FromString,
                 _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/lockd.v1.Lock/Watch',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
+                _registered_method=True)
 
 
 class LockServicer:
@@ -103,6 +113,12 @@ class LockServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Acquire(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcquireMany(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +154,13 @@ class LockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Watch(self, request, context):
+        """Stream lock events with revision > after_revision (docs/watch.md). Served by the leader.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +183,11 @@ def add_LockServicer_to_server(servicer, server):
                     servicer.Acquire,
                     request_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireRequest.FromString,
                     response_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireResponse.SerializeToString,
+            ),
+            'AcquireMany': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcquireMany,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
@@ -185,6 +213,11 @@ def add_LockServicer_to_server(servicer, server):
                     servicer.GetSession,
                     request_deserializer=lockd_dot_v1_dot_lockd__pb2.GetSessionRequest.FromString,
                     response_serializer=lockd_dot_v1_dot_lockd__pb2.GetSessionResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.WatchRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -295,6 +328,33 @@ class Lock:
             '/lockd.v1.Lock/Acquire',
             lockd_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
             lockd_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcquireMany(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Lock/AcquireMany',
+            lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -440,6 +500,277 @@ class Lock:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockd.v1.Lock/Watch',
+            lockd_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ElectionStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Campaign = channel.unary_unary(
+                '/lockd.v1.Election/Campaign',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
+                _registered_method=True)
+        self.Proclaim = channel.unary_unary(
+                '/lockd.v1.Election/Proclaim',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
+                _registered_method=True)
+        self.Leader = channel.unary_unary(
+                '/lockd.v1.Election/Leader',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
+                _registered_method=True)
+        self.Observe = channel.unary_stream(
+                '/lockd.v1.Election/Observe',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
+                _registered_method=True)
+        self.Resign = channel.unary_unary(
+                '/lockd.v1.Election/Resign',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
+                _registered_method=True)
+
+
+class ElectionServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Campaign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Proclaim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Leader(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Observe(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Resign(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ElectionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Campaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Campaign,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.CampaignRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.CampaignResponse.SerializeToString,
+            ),
+            'Proclaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Proclaim,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.SerializeToString,
+            ),
+            'Leader': grpc.unary_unary_rpc_method_handler(
+                    servicer.Leader,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.LeaderRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.LeaderResponse.SerializeToString,
+            ),
+            'Observe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Observe,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ObserveRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ObserveResponse.SerializeToString,
+            ),
+            'Resign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resign,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ResignRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ResignResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lockd.v1.Election', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lockd.v1.Election', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Election:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Campaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Election/Campaign',
+            lockd_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Proclaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Election/Proclaim',
+            lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Leader(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Election/Leader',
+            lockd_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Observe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockd.v1.Election/Observe',
+            lockd_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Election/Resign',
+            lockd_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ClusterStub:
     """Missing associated documentation comment in .proto file."""
@@ -455,12 +786,45 @@ class ClusterStub:
                 request_serializer=lockd_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
                 response_deserializer=lockd_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.AddMember = channel.unary_unary(
+                '/lockd.v1.Cluster/AddMember',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/lockd.v1.Cluster/RemoveMember',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.TransferLeadership = channel.unary_unary(
+                '/lockd.v1.Cluster/TransferLeadership',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TransferLeadership(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -473,6 +837,21 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=lockd_dot_v1_dot_lockd__pb2.StatusRequest.FromString,
                     response_serializer=lockd_dot_v1_dot_lockd__pb2.StatusResponse.SerializeToString,
+            ),
+            'AddMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddMember,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'TransferLeadership': grpc.unary_unary_rpc_method_handler(
+                    servicer.TransferLeadership,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -502,6 +881,87 @@ class Cluster:
             '/lockd.v1.Cluster/Status',
             lockd_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
             lockd_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Cluster/AddMember',
+            lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Cluster/RemoveMember',
+            lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TransferLeadership(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Cluster/TransferLeadership',
+            lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,7 +57,9 @@ def test_locks_shows_a_held_lock(cluster, clients):
         (info,) = json.loads(r.stdout)
         assert info["name"] == "jobs/shown" and info["mode"] == "exclusive"
         assert info["holders"] == [{"token": lock.token, "mode": "exclusive",
-                                    "client_name": "test-holder", "value": value}]
+                                    "client_name": "test-holder", "value": value, "count": 1,
+                                    "owner": "", "lock_delay_ms": 0}]
+        assert info["lock_delay_until_ms"] == 0
 
         r = run_cli(cluster.endpoints, "locks", "other/", "--json")
         assert r.returncode == 0 and json.loads(r.stdout) == []

@@ -45,21 +45,34 @@ def acquire(stub, sid, name, rid=None, **kw):
 @pytest.mark.parametrize("request_, field", [
     (pb.AcquireRequest(session_id="nope", name="a", request_id="r"), "session_id"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="", request_id="r"), "name"),
-    (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="x" * 257, request_id="r"), "name"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a\nb", request_id="r"), "name"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id=""), "request_id"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id="r", wait_ms=3_600_001), "wait_ms"),
-    (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id="r", value=b"x" * 1025), "value"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id="r", mode=pb.LOCK_MODE_SHARED,
                        permits=3), "permits"),
     (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id="r", mode=7), "mode"),
-], ids=["bad-session-id", "empty-name", "long-name", "control-char", "no-request-id", "huge-wait",
-        "big-value", "shared-permits", "unknown-mode"])
+], ids=["bad-session-id", "empty-name", "control-char", "no-request-id", "huge-wait",
+        "shared-permits", "unknown-mode"])
 def test_invalid_acquire_is_refused_naming_the_field(stub, request_, field):
     with pytest.raises(grpc.RpcError) as ei:
         stub.Acquire(request_, timeout=5)
     assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert reason(ei.value) == ("INVALID_ARGUMENT", {"field": field})
+
+
+@pytest.mark.parametrize("request_, limit, field", [
+    (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="x" * 257, request_id="r"),
+     "name_bytes", "name"),
+    (pb.AcquireRequest(session_id=str(uuid.uuid4()), name="a", request_id="r", value=b"x" * 1025),
+     "value_bytes", "value"),
+], ids=["long-name", "big-value"])
+def test_oversized_name_or_value_is_a_limit_naming_it(stub, request_, limit, field):
+    """DESIGN §8: name and value sizes are limits, answered with RESOURCE_EXHAUSTED."""
+    with pytest.raises(grpc.RpcError) as ei:
+        stub.Acquire(request_, timeout=5)
+    assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    why, meta = reason(ei.value)
+    assert why == "LIMIT_EXCEEDED" and meta["limit"] == limit and meta["field"] == field
 
 
 @pytest.mark.parametrize("ttl_ms", [999, 3_600_001])

@@ -1,5 +1,7 @@
 """`lockd` command line: flags, LOCKD_* variables, config errors and exit codes (no sockets)."""
 
+import time
+
 import pytest
 from click.testing import CliRunner
 
@@ -223,9 +225,22 @@ def test_lock_json_shape():
         waiters=[lockd_pb2.Waiter(mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, client_name="c2")])
     assert cli.lock_to_dict(info) == {
         "name": "jobs/a", "mode": "shared", "permits": 1,
-        "holders": [{"token": 7, "mode": "shared", "client_name": "c1", "value": "v\\xff"}],
+        "holders": [{"token": 7, "mode": "shared", "client_name": "c1", "value": "v\\xff",
+                     "count": 1, "owner": "", "lock_delay_ms": 0}],
         "waiters": [{"mode": "exclusive", "client_name": "c2"}],
+        "lock_delay_until_ms": 0,
     }
+
+
+def test_locks_table_shows_reentrant_holds_and_lock_delays():
+    d = cli.lock_to_dict(lockd_pb2.LockInfo(
+        name="a", mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, lock_delay_until_ms=1,
+        holders=[lockd_pb2.Holder(token=3, mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, client_name="c",
+                                  count=2, owner="t1", lock_delay_ms=5000)]))
+    assert cli._holder_text(d["holders"][0]) == "3: c x2 (owner t1) delay 5s"
+    assert cli._delay_text(d["lock_delay_until_ms"]) == "delay ending"
+    assert cli._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 59.") or \
+        cli._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 60.")
 
 
 def test_grpc_advertise_address_is_what_the_node_publishes():

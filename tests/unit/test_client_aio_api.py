@@ -15,10 +15,11 @@ import lockd_client
 import lockd_client.aio as aio
 
 PUBLIC = {
-    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock",
+    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock", "MultiLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
     "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
-    "ResourceExhaustedError",
+    "ResourceExhaustedError", "PermissionDeniedError", "TLSConfig", "MembershipError",
+    "Election", "Leader", "Watch", "WatchEvent", "Observation", "RevisionCompactedError",
 }
 
 CLIENT_ROOT = pathlib.Path(lockd_client.__file__).parent

@@ -11,10 +11,11 @@ import pytest
 import lockd_client
 
 PUBLIC = {
-    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock",
+    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock", "MultiLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
     "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
-    "ResourceExhaustedError",
+    "ResourceExhaustedError", "PermissionDeniedError", "TLSConfig", "MembershipError",
+    "Election", "Leader", "Watch", "WatchEvent", "Observation", "RevisionCompactedError",
 }
 
 

@@ -26,6 +26,7 @@ from lockd.commands import (
     EndLockDelay,
     ExpireSession,
     OpenSession,
+    Proclaim,
     Release,
     SetMemberInfo,
     decode_batch,
@@ -56,6 +57,7 @@ COMMANDS = {
     EndLockDelay: st.builds(EndLockDelay, TEXT),
     Release: st.builds(Release, TEXT, TEXT, INTS, TEXT),
     CancelWait: st.builds(CancelWait, TEXT, TEXT, TEXT, st.sampled_from(["timeout", "cancelled"])),
+    Proclaim: st.builds(Proclaim, TEXT, TEXT, INTS, st.binary(max_size=64), TEXT),
 }
 ANY_COMMAND = st.one_of(*COMMANDS.values())
 
@@ -63,7 +65,7 @@ ANY_COMMAND = st.one_of(*COMMANDS.values())
 FROZEN_TAGS = {
     Barrier: 0, BeginEpoch: 1, SetMemberInfo: 2, OpenSession: 3, CloseSession: 4,
     ExpireSession: 5, CheckpointSessions: 6, ClearSilence: 7, Acquire: 8, Release: 9,
-    CancelWait: 10, AcquireMany: 11, EndLockDelay: 12,
+    CancelWait: 10, AcquireMany: 11, EndLockDelay: 12, Proclaim: 20,
 }
 
 

@@ -16,6 +16,11 @@ Beyond the mutex: reentrant hold counts match a model of acquires and releases (
 without an owner always has count 1); nothing is granted on a lock in its lock-delay (only
 EndLockDelay ends one), delays start only on expiry, and the delay index matches the table;
 no cycle ever waits in the wait-for graph (computed independently here).
+
+Multi-lock (AcquireMany): a grant takes every named lock in one step or none (never some of
+them); a multi-lock waiter sits in every one of its queues with the same group; it is granted
+only when it heads all of them, so a head multi-lock waiter is never grantable in all of its
+queues at once; a free lock may stay in the table only because such a waiter heads it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from lockd.commands import (
     EXCLUSIVE,
     SHARED,
     Acquire,
+    AcquireMany,
     Barrier,
     BeginEpoch,
     CancelWait,
@@ -80,6 +86,23 @@ OWNERS = st.sampled_from(["o1", "o1", "o2"])
 DELAYS = st.sampled_from([0, 0, 1_000, 5_000])
 
 
+def _kind_of(cmd) -> str:
+    if isinstance(cmd, AcquireMany):
+        return fsm_module._many_kind([it[0] for it in cmd.locks])
+    return fsm_module._kind("release" if isinstance(cmd, Release) else "acquire", cmd.lock)
+
+
+def _cached(s, rid, cmd=None):
+    """What the FSM answers a request id it has recorded: its [code, value], or for another
+    request (kind and lock) REQUEST_ID_REUSED; None if the id is new (or evicted)."""
+    c = s.results.get(rid) if s is not None else None
+    if c is None:
+        return None
+    if cmd is not None and len(c) > 2 and c[2] != _kind_of(cmd):
+        return ["REQUEST_ID_REUSED", {"error": f"request_id already used by {c[2]}"}]
+    return c[:2]
+
+
 def _holders_compatible_with(lk, mode: int, permits: int) -> bool:
     """Independent statement of 'grantable next to the current holders'."""
     modes = {h.mode for h in lk.holders.values()}
@@ -96,8 +119,9 @@ def check_invariants(m: LockStateMachine, acquires: dict) -> None:
     assert m.delayed == {n: lk.delay_until_ms for n, lk in m.locks.items() if lk.delay_until_ms}
     for name, lk in m.locks.items():
         assert lk.name == name
-        # no empty entries; waiters only exist behind holders or a lock-delay
-        assert lk.holders or lk.delay_until_ms, (
+        # no empty entries; waiters only exist behind holders, a lock-delay, or a multi-lock
+        # head waiter that still waits for its other locks
+        assert lk.holders or lk.delay_until_ms or (lk.waiters and lk.waiters[0].group), (
             f"{name}: entry without holders or delay ({len(lk.waiters)} waiters)")
         modes = {h.mode for h in lk.holders.values()}
         assert len(modes) <= 1, f"{name}: shared and exclusive holders together"
@@ -126,11 +150,25 @@ def check_invariants(m: LockStateMachine, acquires: dict) -> None:
                 assert w.permits == lk.permits
             else:
                 assert lk.permits == 1
+            if w.group:
+                assert name in w.group and len(set(w.group)) == len(w.group)
+                for other in w.group:
+                    mine = [x for x in m.locks[other].waiters if x.session_id == w.session_id]
+                    assert len(mine) == 1 and mine[0].group == w.group, (
+                        f"{name}: multi-lock waiter missing from {other}")
+                    assert mine[0].request_id == w.request_id
             seen.append(w.session_id)
         if lk.waiters and not lk.delay_until_ms:
             head = lk.waiters[0]
-            assert not _holders_compatible_with(lk, head.mode, head.permits), (
-                f"{name}: head waiter {head.session_id} is grantable but waits")
+            if head.group:
+                assert not all(
+                    not m.locks[n].delay_until_ms and m.locks[n].waiters[0].session_id == head.session_id
+                    and _holders_compatible_with(m.locks[n], m.locks[n].waiters[0].mode,
+                                                 m.locks[n].waiters[0].permits)
+                    for n in head.group), f"{name}: multi-lock head {head.session_id} is grantable"
+            else:
+                assert not _holders_compatible_with(lk, head.mode, head.permits), (
+                    f"{name}: head waiter {head.session_id} is grantable but waits")
     assert len(tokens) == len(set(tokens)), "a token is held twice"
     for sid, s in m.sessions.items():
         assert s.session_id == sid
@@ -147,15 +185,16 @@ def check_invariants(m: LockStateMachine, acquires: dict) -> None:
 
 def wait_for_cycle(m: LockStateMachine) -> list | None:
     """A cycle in the wait-for graph, or None. Independent of the FSM's own search: a waiter
-    waits for every other holder of its lock and every conflicting waiter ahead of it;
-    semaphores (permits > 1) add no edges."""
+    waits for every other holder of its lock (but a shared one never for shared holders) and
+    every conflicting waiter ahead of it; semaphores (permits > 1) add no edges."""
     edges: dict[str, list[str]] = {}
     for lk in m.locks.values():
         if lk.permits > 1:
             continue
         for i, w in enumerate(lk.waiters):
             out = edges.setdefault(w.session_id, [])
-            out.extend(h for h in lk.holders if h != w.session_id)
+            out.extend(h for h, hold in lk.holders.items()
+                       if h != w.session_id and (hold.mode, w.mode) != (SHARED, SHARED))
             out.extend(a.session_id for a in lk.waiters[:i]
                        if a.session_id != w.session_id and (a.mode, w.mode) != (SHARED, SHARED))
     state: dict[str, int] = {}        # 1 = on the stack, 2 = done
@@ -195,6 +234,7 @@ class LockMachine(RuleBasedStateMachine):
         self.retryable: list = []
         self.counts: dict[int, int] = {}  # token -> expected hold count (reentrancy model)
         self.now_ms = 1_000_000           # the leaders' wall clock, as ExpireSession carries it
+        self.many: dict = {}              # (sid, rid) -> the AcquireMany that granted or queued
 
     # ------------------------------------------------------------ plumbing
 
@@ -230,10 +270,23 @@ class LockMachine(RuleBasedStateMachine):
             lk = self.m.locks[e.lock]
             h = lk.holders[e.session_id]
             assert h.token == e.token
-            want = {"granted": True, "token": e.token}
-            if h.owner:
-                want["count"] = 1
-            assert self.m.sessions[e.session_id].results.get(e.request_id) == [None, want]
+            many = self.many.get((e.session_id, e.request_id))
+            if many is None and isinstance(cmd, AcquireMany) and cmd.session_id == e.session_id \
+                    and cmd.request_id == e.request_id:
+                many = cmd
+            if many is not None:
+                # all or none: every lock of the AcquireMany is granted in this same step
+                names = [n for n, *_ in many.locks]
+                got = [[g.lock, g.token] for g in grants
+                       if (g.session_id, g.request_id) == (e.session_id, e.request_id)]
+                assert sorted(got) == sorted([[n, self.m.locks[n].holders[e.session_id].token]
+                                              for n in names]), f"partial multi-lock grant {got}"
+                want = {"granted": True, "tokens": got}
+            else:
+                want = {"granted": True, "token": e.token}
+                if h.owner:
+                    want["count"] = 1
+            assert _cached(self.m.sessions[e.session_id], e.request_id) == [None, want]
             self.grant_tokens.append(e.token)
             self.counts[e.token] = 1
             # nothing is granted on a lock in its lock-delay; only EndLockDelay ends one
@@ -270,7 +323,7 @@ class LockMachine(RuleBasedStateMachine):
         h = lk.holders.get(cmd.session_id) if lk is not None else None
         if s is None or h is None:
             return None
-        return h.token, h.request_id, s.results.get(cmd.request_id)
+        return h.token, h.request_id, _cached(s, cmd.request_id, cmd)
 
     def _track_counts(self, cmd, pre, r) -> None:
         """The reentrancy model: a re-acquire by the holder's owner adds a hold, a release
@@ -392,11 +445,11 @@ class LockMachine(RuleBasedStateMachine):
         fresh = rid is None
         rid = self.rid(rid)
         s = self.m.sessions.get(sid)
-        cached = s.results.get(rid) if s is not None else None
+        cmd = Acquire(sid, lock, rid, mode, permits, wait, value, bool(owner), owner, delay_ms)
+        cached = _cached(s, rid, cmd)
         before = self.m.to_snapshot()
         lk = self.m.locks.get(lock)
         held = lk.holders.get(sid) if lk is not None else None
-        cmd = Acquire(sid, lock, rid, mode, permits, wait, value, bool(owner), owner, delay_ms)
         r = self.apply(cmd)
         if s is None:
             assert r.code == "SESSION_NOT_FOUND"
@@ -487,9 +540,9 @@ class LockMachine(RuleBasedStateMachine):
         rid = self.rid(rid)
         s = self.m.sessions.get(sid)
         current = s.held.get(lock) if s is not None else None
-        cached = s.results.get(rid) if s is not None else None
-        before = self.m.to_snapshot()
         cmd = Release(sid, lock, token, rid)
+        cached = _cached(s, rid, cmd)
+        before = self.m.to_snapshot()
         r = self.apply(cmd)
         if s is None:
             assert r.code == "SESSION_NOT_FOUND"
@@ -572,11 +625,16 @@ class LockMachine(RuleBasedStateMachine):
         elif waiting:
             assert r.code == ("WAIT_TIMEOUT" if cause == "timeout" else "CANCELLED")
             assert lock not in self.m.sessions[sid].waits
-            assert self.m.sessions[sid].results[rid] == [r.code, None]
+            # a multi-lock waiter leaves all of its queues
+            assert rid not in self.m.sessions[sid].waits.values()
+            assert _cached(self.m.sessions[sid], rid) == [r.code, None]
         else:
             # not waiting: nothing changes; a grant that already happened is reported
             assert r.events == () and self.m.to_snapshot() == before
-            if holder is not None and holder.request_id == rid:
+            many = _cached(s, rid)
+            if many is not None and many[0] is None and "tokens" in (many[1] or {}):
+                assert [r.code, r.value] == many
+            elif holder is not None and holder.request_id == rid:
                 want = {"granted": True, "token": holder.token}
                 if holder.owner:
                     want["count"] = holder.count
@@ -600,7 +658,7 @@ class LockMachine(RuleBasedStateMachine):
         """A client retries an earlier Acquire/Release after an ambiguous failure."""
         cmd, first, inc = self.retryable[pick % len(self.retryable)]
         s = self.m.sessions.get(cmd.session_id)
-        cached = s.results.get(cmd.request_id) if s is not None else None
+        cached = _cached(s, cmd.request_id, cmd)
         same_session = s is not None and self.incarnation.get(cmd.session_id) == inc
         if same_session and first.code is None and (isinstance(cmd, Release)
                                                     or "granted" in first.value):
@@ -653,6 +711,76 @@ class LockMachine(RuleBasedStateMachine):
         delayed = name in self.m.delayed
         r = self.apply(EndLockDelay(name, 0))
         assert r.code is None and r.value["ended"] is delayed
+
+    # ------------------------------------------------------------ rules: multi-lock
+
+    def _acquire_many(self, sid, items, rid, wait, delay_ms=0):
+        fresh = rid is None
+        rid = self.rid(rid)
+        s = self.m.sessions.get(sid)
+        cmd = AcquireMany(sid, rid, tuple(items), wait, delay_ms)
+        cached = _cached(s, rid, cmd)
+        before = self.m.to_snapshot()
+        r = self.apply(cmd)
+        if s is None:
+            assert r.code == "SESSION_NOT_FOUND"
+            return
+        if cached is not None:
+            assert [r.code, r.value] == cached and r.events == ()
+            assert self.m.to_snapshot() == before
+            return
+        names = [it[0] for it in items]
+        if r.code is not None or not (r.value.get("granted") or r.value.get("queued")):
+            # refused or not granted: nothing of it is in the state (all or none)
+            assert r.events == ()
+            if r.code is not None:
+                assert self.m.to_snapshot() == before
+            assert not any(self.m.sessions[sid].held.get(n) is not None
+                           and self.m.locks[n].holders[sid].request_id == rid for n in names)
+            if r.code == "DEADLOCK":
+                what_if = LockStateMachine.from_snapshot(before)
+                for name, mode, permits, value in items:
+                    lk2 = what_if.locks.setdefault(name, fsm_module.LockEntry(name, permits))
+                    lk2.waiters.append(fsm_module.Waiter(sid, rid, mode, permits, value, "", 0,
+                                                         tuple(names)))
+                    what_if.sessions[sid].waits[name] = rid
+                assert wait_for_cycle(what_if) is not None, "DEADLOCK without a cycle"
+        elif r.value.get("granted"):
+            assert [t for _n, t in r.value["tokens"]] == [
+                self.m.sessions[sid].held[n] for n in names]
+            self.many[(sid, rid)] = cmd
+        else:
+            assert all(self.m.sessions[sid].waits[n] == rid for n in names)
+            self.many[(sid, rid)] = cmd
+        if fresh:
+            self.retryable.append((cmd, r, self.incarnation.get(sid)))
+
+    @rule(who=WHO, first=LOCKS, more=st.lists(LOCKS, min_size=1, max_size=2), rid=RIDS,
+          kinds=st.lists(KINDS, min_size=3, max_size=3), wait=st.booleans(), delay=DELAYS)
+    def acquire_many(self, who, first, more, rid, kinds, wait, delay):
+        names = list(dict.fromkeys([first, *more]))
+        items = [(n, k[0], k[1], b"m") for n, k in zip(names, kinds)]
+        self._acquire_many(self.sid(who), items, rid, wait, delay)
+
+    @precondition(lambda self: self.m.locks and len(self.m.sessions) > 1)
+    @rule(pick=st.integers(0, 1000), who=WHO, extra=LOCKS, shared=st.booleans())
+    def acquire_many_contended(self, pick, who, extra, shared):
+        """Another session asks, blocking, for a held or queued lock plus another one."""
+        names = list(self.m.locks)
+        lk = self.m.locks[names[(pick + len(self.history)) % len(names)]]
+        others = [sid for sid in self.m.sessions if sid not in lk.holders]
+        if not others:
+            return
+        sid = others[(who + len(self.history)) % len(others)]
+        group = list(dict.fromkeys([lk.name, extra]))
+        items = []
+        for n in group:
+            e = self.m.locks.get(n)
+            if e is not None and e.permits > 1:
+                items.append((n, EXCLUSIVE, e.permits, b"g"))
+            else:
+                items.append((n, SHARED if shared else EXCLUSIVE, 1, b"g"))
+        self._acquire_many(sid, items, None, True)
 
     # ------------------------------------------------------------ rules: restarts
 
@@ -743,7 +871,7 @@ class SmallLimitsMachine(LockMachine):
         # with a 4-entry cache the first outcome may have been evicted: only check the cache
         cmd, _first, _inc = self.retryable[pick % len(self.retryable)]
         s = self.m.sessions.get(cmd.session_id)
-        cached = s.results.get(cmd.request_id) if s is not None else None
+        cached = _cached(s, cmd.request_id, cmd)
         before = self.m.to_snapshot()
         r = self.apply(cmd)
         if cached is not None:

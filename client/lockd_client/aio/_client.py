@@ -29,6 +29,7 @@ from .._clock import Clock
 from .._errors import ClusterUnavailableError, ErrorDetails, LockdError, SessionExpiredError
 from .._requests import Action, Next, Router, UnaryCall, parse_endpoints
 from .._retry import Backoff, Retry
+from .._tls import resolve_tls, secure_or_insecure
 
 __all__ = ["LockdClient", "LoopClock"]
 
@@ -67,10 +68,12 @@ class LockdClient:
         backoff: Backoff | None = None,
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[Any]] | None = None,
+        tls: Any = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self._router = Router(parse_endpoints(endpoints))
+        self._tls = resolve_tls(tls)   # None: plain text (see _tls.py)
         self.timeout = float(timeout)
         self._clock: Clock = clock or LoopClock()
         self._backoff = backoff or Backoff()
@@ -281,13 +284,73 @@ class LockdClient:
         return await self._unary("Cluster", "Status", rq.status_request(local_only),
                                  timeout=timeout, leader_only=False)
 
+    def watch(self, prefix: str = "", *, after_revision: int = 0,
+              reconnect_timeout: float = 30.0):
+        """Async-iterate lock events (`WatchEvent`) of locks starting with `prefix`.
+
+        Same semantics as the sync `LockdClient.watch` (docs/watch.md), except that "from
+        now" (`after_revision=0`) is pinned by `async with` (or `await w.start()`, or the
+        first iteration), not by this call.
+        """
+        from ._watch import watch
+
+        self._check_open()
+        return watch(self, prefix, after_revision=after_revision,
+                     reconnect_timeout=reconnect_timeout)
+
+    async def get_leader(self, name: str, *, stale_ok: bool = False,
+                         timeout: float | None = None):
+        """The current leader (`Leader`) of election `name`, or None (no session needed)."""
+        from ._election import leader
+
+        return await leader(self, name, stale_ok=stale_ok, timeout=timeout)
+
+    def observe(self, name: str, *, after_revision: int = 0, reconnect_timeout: float = 30.0):
+        """Async-iterate every new leader (`Leader`) of election `name` (no session needed)."""
+        from ._watch import observe
+
+        self._check_open()
+        return observe(self, name, after_revision=after_revision,
+                       reconnect_timeout=reconnect_timeout)
+
+    # ------------------------------------------------------------------ membership
+
+    # The same calls as the sync client's (docs/operations.md), built by `_requests`: one
+    # attempt gets the whole budget, and a re-sent call answers by outcome (`already_member`,
+    # `already_removed`). Refusals raise MembershipError.
+
+    async def add_member(self, raft_address: str, grpc_address: str, *,
+                         join_timeout: float = 30.0) -> lockd_pb2.AddMemberResponse:
+        """Add a member (its Raft address is its id); it must connect and catch up within
+        `join_timeout` seconds, or the add is undone (MembershipError MEMBER_UNREACHABLE)."""
+        return await self._admin(rq.add_member_call(raft_address, grpc_address, join_timeout,
+                                                    self.timeout))
+
+    async def remove_member(self, member_id: str, *,
+                            transfer_timeout: float = 10.0) -> lockd_pb2.RemoveMemberResponse:
+        """Remove a member (id or gRPC address); the leader hands over leadership first.
+        Idempotent: a former member's removal answers `already_removed=True`."""
+        return await self._admin(rq.remove_member_call(member_id, transfer_timeout,
+                                                       self.timeout))
+
+    async def transfer_leadership(
+            self, target_id: str = "", *,
+            transfer_timeout: float = 10.0) -> lockd_pb2.TransferLeadershipResponse:
+        """Move leadership to `target_id` ("" = the most caught-up member); returns the new leader."""
+        return await self._admin(rq.transfer_leadership_call(target_id, transfer_timeout,
+                                                             self.timeout))
+
+    async def _admin(self, call: rq.AdminCall) -> Any:
+        return await self._unary("Cluster", call.method, call.request, timeout=call.budget,
+                                 attempt_timeout=call.budget)
+
     # ------------------------------------------------------------------ routing
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
         self._check_open()
         ch = self._channels.get(addr)
         if ch is None:
-            ch = grpc.aio.insecure_channel(addr, options=list(rq.CHANNEL_OPTIONS))
+            ch = secure_or_insecure(grpc.aio, addr, list(rq.CHANNEL_OPTIONS), self._tls)
             self._channels[addr] = ch
         return ch
 
@@ -326,7 +389,8 @@ class LockdClient:
         return rq.attempt_timeout(self.timeout)
 
     async def _unary(self, service: str, method: str, request: Any, *,
-                     timeout: float | None = None, leader_only: bool = True) -> Any:
+                     timeout: float | None = None, leader_only: bool = True,
+                     attempt_timeout: float | None = None) -> Any:
         """Call a retry-safe unary RPC, following redirects and backing off, within `timeout`.
 
         Raises the registered LockdError; when retries run out the last failure's class
@@ -336,10 +400,14 @@ class LockdClient:
         budget = self.timeout if timeout is None else timeout
         deadline = self._clock.monotonic() + budget
         call = UnaryCall(self._router, method, deadline=deadline, retry=self._retry(deadline),
-                         attempt_timeout=self._attempt_timeout(), leader_only=leader_only)
+                         attempt_timeout=attempt_timeout or self._attempt_timeout(),
+                         leader_only=leader_only)
         while True:
             addr, rpc_timeout = call.next_attempt(self._clock.monotonic())
-            stub = self._lock_stub(addr) if service == "Lock" else self._cluster_stub(addr)
+            if service == "Election":
+                stub = lockd_pb2_grpc.ElectionStub(self._channel(addr))
+            else:
+                stub = self._lock_stub(addr) if service == "Lock" else self._cluster_stub(addr)
             try:
                 return await getattr(stub, method)(request, timeout=rpc_timeout)
             except grpc.RpcError as e:

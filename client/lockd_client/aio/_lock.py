@@ -167,19 +167,27 @@ class Lock:
         """One acquire request (one request_id, retried). Returns (token, timed_out)."""
         session = self._session
         client = session._client
-        now = client._clock.monotonic()
-        call = AcquireCall(
-            client._router, session_id=session.id, name=self.name, shared=self.shared,
-            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
-            now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout),
-            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
+        call = self._new_call(blocking, deadline, client._clock.monotonic())
         try:
             return await self._attempts(call)
         except asyncio.CancelledError:
             if call.sent:
                 self._abandon(call.request_id)
             raise
+
+    def _new_call(self, blocking: bool, deadline: float | None, now: float) -> AcquireCall:
+        """The retry protocol of one acquire request (MultiLock: AcquireMany)."""
+        client = self._session._client
+        return AcquireCall(
+            client._router, session_id=self._session.id, name=self.name, shared=self.shared,
+            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
+            now=now, timeout=client.timeout,
+            retry=client._retry(deadline if blocking else now + client.timeout),
+            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
+
+    @staticmethod
+    def _rpc(stub):
+        return stub.Acquire
 
     async def _attempts(self, call: AcquireCall) -> tuple[int | None, bool]:
         session = self._session
@@ -192,7 +200,7 @@ class Lock:
                 if call.ambiguous:
                     await self._withdraw(call.request_id)
                 return None, True
-            rpc = client._lock_stub(attempt.addr).Acquire(
+            rpc = self._rpc(client._lock_stub(attempt.addr))(
                 attempt.request, timeout=attempt.rpc_timeout)
             outcome = await self._wait_for(rpc, attempt.give_up_at)
             if outcome == "session_ended":
@@ -298,9 +306,11 @@ class Lock:
             return
         await session._client._complete(self._release(token))
 
-    async def _release(self, token: int) -> None:
+    async def _release(self, token: int, name: str | None = None) -> None:
+        """Release the grant `token` of `name` (default: this handle's lock)."""
+        name = name or self.name
         session = self._session
-        req = rq.release_request(session.id, self.name, token)
+        req = rq.release_request(session.id, name, token)
         try:
             await session._client._unary("Lock", "Release", req)
         except SessionExpiredError:
@@ -309,10 +319,10 @@ class Lock:
         except NotHolderError as e:
             if rq.not_holder_is_benign(e, lost=self.lost.is_set()):
                 # A retry after an ambiguous failure: the first attempt released it.
-                log.debug("release_not_holder_ignored lock=%s token=%d", self.name, token)
+                log.debug("release_not_holder_ignored lock=%s token=%d", name, token)
                 return
             raise
-        log.debug("lock_released lock=%s token=%d", self.name, token)
+        log.debug("lock_released lock=%s token=%d", name, token)
 
     async def _release_one_hold(self, token: int) -> None:
         """Release one hold of a reentrant grant that stays held (the server decrements)."""

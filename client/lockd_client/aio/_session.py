@@ -28,7 +28,9 @@ from .._keepalive import KeepaliveSchedule, SessionState, Transition
 
 if TYPE_CHECKING:
     from ._client import LockdClient
+    from ._election import Election
     from ._lock import Lock, RWLock
+    from ._multilock import MultiLock
 
 __all__ = ["Session", "SessionOpener", "KeepaliveDriver"]
 
@@ -447,6 +449,34 @@ class Session:
 
         self._check_usable()
         return RWLock(self, name, timeout=timeout, value=value)
+
+    def lock_many(self, names: list, *, timeout: float | None = None,
+                  value: bytes | str = b"", lock_delay: float = 0.0) -> "MultiLock":
+        """A handle on several locks taken atomically: all granted together, or none.
+
+        Each item is a name, `(name, "shared")` or `(name, permits)` (a semaphore). A blocking
+        acquire waits in every queue at once, keeping its FIFO place in each, and is granted
+        when it heads all of them; `tokens` maps each name to its fencing token
+        (docs/multi-lock.md). Release gives every lock back.
+        """
+        from ._multilock import MultiLock
+
+        self._check_usable()
+        return MultiLock(self, names, timeout=timeout, value=value,
+                         lock_delay=lock_delay)
+
+    def election(self, name: str, *, value: bytes | str = b"",
+                 lock_delay: float = 0.0) -> "Election":
+        """A handle on election `name` (no RPC yet): campaign, proclaim, resign, observe.
+
+        The election is the exclusive lock `name`; the leader's fencing token is its term.
+        If this session is lost while leading, `election.lost` is set before the cluster can
+        elect anyone else (docs/election.md).
+        """
+        from ._election import Election
+
+        self._check_usable()
+        return Election(self, name, value=value, lock_delay=lock_delay)
 
     def semaphore(self, name: str, permits: int, *, timeout: float | None = None,
                   value: bytes | str = b"", lock_delay: float = 0.0) -> "Lock":

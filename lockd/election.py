@@ -1,0 +1,149 @@
+"""The `lockd.v1.Election` servicer: elections as exclusive locks. No business rules here.
+
+An election NAME is the exclusive lock NAME (docs/election.md): Campaign is a blocking
+exclusive Acquire carrying the candidate's value, the leader is the lock's holder, the
+leadership term is the grant's fencing token, Proclaim is the replicated `Proclaim` command
+(only the holder's session with its token), Resign is Release, and Observe follows the FSM's
+retained event window (lockd/watch.py). Validation and error mapping are the Lock service's,
+so a bad field is INVALID_ARGUMENT naming it, exactly as for locks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import commands as C
+from .config import MAX_WAIT_MS
+from .errors import invalid
+from .fsm import EV_ACQUIRED, EV_VALUE_CHANGED
+from .interceptors import rpc_handler
+from .limits import exceeded
+from .service import (
+    MAX_VALUE_BYTES,
+    LockService,
+    validate_name,
+    validate_request_id,
+    validate_session_id,
+)
+from .v1 import lockd_pb2 as pb
+from .v1 import lockd_pb2_grpc as pbg
+from .watch import follow
+
+if TYPE_CHECKING:
+    from .server import LockdNode
+
+
+def _leader_of(view: dict | None, name: str, revision: int) -> pb.LeaderInfo | None:
+    """The leader of an election from a lock view: its first (exclusive: only) holder."""
+    if view is None or not view["holders"]:
+        return None
+    h = view["holders"][0]
+    return pb.LeaderInfo(name=name, token=h["token"], value=h["value"],
+                         client_name=h["client_name"], revision=revision)
+
+
+class ElectionService(pbg.ElectionServicer):
+    """The `lockd.v1.Election` service, on top of the Lock service's handlers."""
+
+    def __init__(self, node: "LockdNode", locks: LockService):
+        self.node = node
+        self.locks = locks
+
+    def _check_value(self, value: bytes) -> None:
+        """The value size limit, answered exactly as Acquire answers it (field "value")."""
+        limit = min(MAX_VALUE_BYTES, self.node.config.limits.value_bytes)
+        if len(value) > limit:
+            err = exceeded("value_bytes", limit, f"value is longer than {limit} bytes")
+            err.metadata["field"] = "value"
+            raise err
+
+    def _leader_now(self, name: str) -> pb.LeaderInfo | None:
+        return self.node.raft.read(lambda f: _leader_of(f.lock_view(name), name, f.revision))
+
+    @rpc_handler
+    async def Campaign(self, request, context):
+        validate_session_id(request.session_id)
+        validate_name(request.name)
+        validate_request_id(request.request_id)
+        self._check_value(request.value)
+        if request.wait_ms > MAX_WAIT_MS:
+            raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
+        acq = pb.AcquireRequest(
+            session_id=request.session_id, name=request.name, request_id=request.request_id,
+            mode=pb.LOCK_MODE_EXCLUSIVE, wait_ms=request.wait_ms or MAX_WAIT_MS,
+            value=request.value, lock_delay_ms=request.lock_delay_ms)
+        # The Lock handler validates the rest, parks the wait and maps every error.
+        resp = await self.locks.Acquire(acq, context)
+        if resp is None:          # aborted: the status is already set
+            return None
+        leader = self._leader_now(request.name)
+        if leader is None or leader.token != resp.token:
+            leader = pb.LeaderInfo(name=request.name, token=resp.token, value=request.value)
+        return pb.CampaignResponse(leader=leader)
+
+    @rpc_handler
+    async def Proclaim(self, request, context):
+        sid = validate_session_id(request.session_id)
+        name = validate_name(request.name)
+        rid = validate_request_id(request.request_id)
+        if request.token == 0:
+            raise invalid("token", "required: the leadership term (token) being proclaimed in")
+        self._check_value(request.value)
+        self.node.require_ready()
+        r = await self.locks._propose(C.Proclaim(sid, name, request.token, bytes(request.value), rid))
+        self.locks._check(r)
+        leader = self._leader_now(name)
+        if leader is None or leader.token != request.token:
+            leader = pb.LeaderInfo(name=name, token=request.token, value=request.value)
+        return pb.ProclaimResponse(leader=leader)
+
+    @rpc_handler
+    async def Leader(self, request, context):
+        name = validate_name(request.name)
+        await self.locks._linearize(request.stale_ok)
+        rev = self.node.raft.read(lambda f: f.revision)
+        leader = self._leader_now(name)
+        if leader is None:
+            return pb.LeaderResponse(has_leader=False, revision=rev)
+        return pb.LeaderResponse(has_leader=True, leader=leader, revision=leader.revision)
+
+    @rpc_handler
+    async def Observe(self, request, context):
+        """The current leader (unless resuming), then every new leader or proclaimed value."""
+        name = validate_name(request.name)
+        after = request.after_revision
+        resume = after > 0
+
+        def select(f, last):
+            return f.events_after(last, name=name)
+
+        if not resume:
+            after = self.node.raft.read(lambda f: f.revision)
+        async for recs, rev, compacted in follow(self.node, after, select, compacted_ok=True):
+            if not resume or compacted:
+                # First message of a fresh observe, or a resume from a revision no longer
+                # retained: say who leads now (the client drops a repeat of what it saw).
+                resume = True
+                leader = self.node.raft.read(
+                    lambda f: _leader_of(f.lock_view(name), name, min(rev, f.revision)))
+                if leader is not None:
+                    yield pb.ObserveResponse(leader=leader)
+                continue
+            for r in recs:
+                if r[1] in (EV_ACQUIRED, EV_VALUE_CHANGED):
+                    yield pb.ObserveResponse(leader=pb.LeaderInfo(
+                        name=name, token=r[3], value=r[5], client_name=r[6], revision=r[0]))
+
+    @rpc_handler
+    async def Resign(self, request, context):
+        validate_session_id(request.session_id)
+        validate_name(request.name)
+        validate_request_id(request.request_id)
+        if request.token == 0:
+            raise invalid("token", "required: the leadership term (token) being resigned")
+        rel = pb.ReleaseRequest(session_id=request.session_id, name=request.name,
+                                token=request.token, request_id=request.request_id)
+        resp = await self.locks.Release(rel, context)
+        if resp is None:
+            return None
+        return pb.ResignResponse()

@@ -1,0 +1,90 @@
+"""Per-node resource limits (`lockd serve --max-*`), their defaults, and the LIMIT_EXCEEDED error.
+
+Pure: no I/O. The servicer checks these BEFORE proposing to Raft, so a refused request costs
+no log entry; the FSM keeps its own hard caps (fsm.MAX_SESSIONS, ...) as the replicated
+backstop, and a configured limit may only lower them. Every refusal is RESOURCE_EXHAUSTED with
+reason LIMIT_EXCEEDED and ErrorInfo metadata `limit` (the name below) and `max`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Name -> (default, hard cap, help). The name is the flag without `--max-` (dashes), the
+# NodeConfig field (underscores) and the `limit` metadata value (underscores).
+SPECS: dict[str, tuple[int, int, str]] = {
+    "sessions": (100_000, 100_000, "open sessions in the cluster"),
+    "sessions_per_identity": (10_000, 100_000, "open sessions per client identity (the mTLS "
+                                               "certificate's CN; not counted without mTLS)"),
+    "locks_per_session": (10_000, 10_000, "locks held plus waited for by one session"),
+    "waits_per_session": (1_000, 10_000, "blocking Acquires one session may have waiting"),
+    "waiters_per_lock": (10_000, 10_000, "sessions waiting for one lock"),
+    "name_bytes": (256, 256, "bytes of a lock name (UTF-8)"),
+    "value_bytes": (1024, 1024, "bytes of a lock value"),
+    "message_bytes": (4 * 1024 * 1024, 64 * 1024 * 1024, "bytes of one gRPC request message"),
+    "streams_per_connection": (1_000, 100_000, "concurrent RPCs (HTTP/2 streams) per client "
+                                               "connection; beyond, a call is refused "
+                                               "(UNAVAILABLE, REFUSED_STREAM) and retried"),
+    "keepalive_rate": (100, 10_000, "KeepAlive messages per second per stream (burst: 2x)"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The node's limits; every field is the `SPECS` default unless set."""
+
+    sessions: int = SPECS["sessions"][0]
+    sessions_per_identity: int = SPECS["sessions_per_identity"][0]
+    locks_per_session: int = SPECS["locks_per_session"][0]
+    waits_per_session: int = SPECS["waits_per_session"][0]
+    waiters_per_lock: int = SPECS["waiters_per_lock"][0]
+    name_bytes: int = SPECS["name_bytes"][0]
+    value_bytes: int = SPECS["value_bytes"][0]
+    message_bytes: int = SPECS["message_bytes"][0]
+    streams_per_connection: int = SPECS["streams_per_connection"][0]
+    keepalive_rate: int = SPECS["keepalive_rate"][0]
+
+    def problems(self) -> list[str]:
+        """One message per out-of-range limit, naming its flag."""
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            cap = SPECS[f.name][1]
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap:
+                out.append(f"{flag(f.name)}: must be within 1..{cap}, got {value!r}")
+        return out
+
+
+def flag(name: str) -> str:
+    """The `lockd serve` flag of a limit."""
+    return "--max-" + name.replace("_", "-")
+
+
+def exceeded(name: str, limit: int, what: str = ""):
+    """A LockdAbort: RESOURCE_EXHAUSTED / LIMIT_EXCEEDED naming the limit (metadata: limit, max)."""
+    from .errors import ErrorCode, LockdAbort   # here: config imports this module, keep it light
+
+    msg = f"limit exceeded: {name} (max {limit})"
+    if what:
+        msg += f": {what}"
+    return LockdAbort(ErrorCode.LIMIT_EXCEEDED, msg, {"limit": name, "max": str(limit)})
+
+
+class TokenBucket:
+    """A rate limit driven by `now` (seconds): `rate` per second, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
