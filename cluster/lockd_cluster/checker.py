@@ -357,7 +357,8 @@ def check_no_premature_expiry(events: Iterable[dict], initial: dict[str, int],
         if [int(h["token"]) for h in final_locks.get(lock, [])] == [tok])})
 
 
-def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0) -> dict:
+def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0,
+                       promotion: float | None = None, record_after: float = 0.0) -> dict:
     """A dead client's session expires within `bound` of its last keepalive.
 
     A case: {"last_keepalive": t, "expired_by": earliest observation that the session's lock
@@ -367,6 +368,14 @@ def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0) -
     after its last keepalive) falls in a leaderless span, the first leader after it must expire
     the session within `slack` of being ready (it ages the recorded silence on its own clock
     through the span, docs/sessions.md).
+
+    With `promotion` (TTL + the promotion grace): a silence is first recorded `record_after`
+    after the last keepalive at the latest. If the first leaderless span after the last
+    keepalive begins before that, nobody recorded any silence, and the first leader after the
+    span gives the session `promotion` from its own start (docs/sessions.md: a new leader
+    cannot tell a dead session from one a deposed leader still renews). The bound is then
+    that leader's start + `promotion` + `slack`: a span longer than DESIGN's election
+    allowance (a starved election) moves it by as much.
     """
     violations = []
     ages = []
@@ -382,6 +391,11 @@ def check_expiry_bound(cases: list[dict], *, bound: float, slack: float = 1.0) -
             if start <= due < end:
                 due = end
         allowed = due + slack - c["last_keepalive"]
+        if promotion is not None:
+            first = next(((a, b) for a, b in sorted(c.get("leaderless") or ())
+                          if b > c["last_keepalive"]), None)
+            if first is not None and first[0] < c["last_keepalive"] + record_after:
+                allowed = max(allowed, first[1] - c["last_keepalive"] + promotion + slack)
         allowed_after.append(round(allowed, 3))
         if a > allowed:
             note = ""

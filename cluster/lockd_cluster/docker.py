@@ -611,9 +611,22 @@ class DockerCluster(Cluster):
         self._wait_not_running(i)
 
     def pause(self, i: int) -> None:
-        """`docker pause` (cgroup freezer): the node holds its sockets but answers nothing."""
+        """`docker pause` (cgroup freezer): the node holds its sockets but answers nothing.
+
+        The freezer gives up ("unable to freeze") when a task stays in uninterruptible sleep,
+        e.g. inside fdatasync, for its whole timeout; runc then thaws the container again.
+        So a refusal of that kind is retried a few times (bounded) before it is an error.
+        """
         self._require_running(i)
-        self._docker("pause", self.nodes[i].container)
+        name = self.nodes[i].container
+        for attempt in range(5):
+            r = self._docker("pause", name, check=False)
+            if r.returncode == 0:
+                break
+            why = (r.stderr or r.stdout).strip()
+            if "unable to freeze" not in why or attempt == 4:
+                raise ClusterError(f"`docker pause {name}` failed (exit {r.returncode}): {why}")
+            time.sleep(0.1)
         self._invalidate()
 
     def resume(self, i: int) -> None:

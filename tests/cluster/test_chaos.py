@@ -32,15 +32,11 @@ REGRESSION_SEEDS = {"churn": 2, "premature": 2}
 # Known violations found by these runs. Each stays xfail (not strict: the race does not lose
 # every time) until lockd is fixed; then remove the entry and the test must pass.
 # See docs/testing.md, "Violations found".
-KNOWN = {
-    "churn": "bounded expiry under leader churn (found with seed 2): fixed (promotion grace "
-             "F + 0.5 s, silence recorded on disconnect and promotion; seeds 2, 3, 5, 7 reap "
-             "in 5.7-7.7 s against 8.4 s); kept non-strict until the long seeds confirm it",
-    "premature": "sessions kept alive can still go LOST across back-to-back leader kills under "
-                 "load: fixed for seeds 2, 5, 7 on an idle machine, but a CI run (workload seed "
-                 "2000987) lost both sessions while a ready leader was up for 2.5 s between "
-                 "kills 4 and 5 (found with seed 2)",
-}
+KNOWN: dict[str, str] = {}
+# Fixed: "churn" (bounded expiry under leader churn, found with seed 2) and "premature"
+# (sessions kept alive went LOST across leader kills, found with seed 2): long runs of both
+# on every back-end were valid (docs/testing.md, violations 1 and 2).
+
 
 def _run(tmp_path, backend: str, workload: str, *, seed: int = SEED,
          duration: float = DURATION, clients: int = 3) -> dict:

@@ -315,3 +315,17 @@ def test_expiry_bound_waits_for_the_first_ready_leader_after_the_deadline():
     # a leaderless span that ended before the deadline grants nothing
     early = {"last_keepalive": 0.0, "expired_by": 9.0, "leaderless": [(1.0, 3.0)]}
     assert not checker.check_expiry_bound([early], bound=8.4)["valid"]
+
+
+def test_expiry_bound_when_the_leader_died_before_recording_any_silence():
+    # the leader is paused 0.05 s after the client's last keepalive; the next is ready 3.25 s
+    # later and, knowing no silence, gives the session TTL 3 + promotion grace 2.5 from then
+    case = {"last_keepalive": 0.0, "expired_by": 8.85, "leaderless": [(0.05, 3.25), (4.75, 5.6)]}
+    res = checker.check_expiry_bound([case], bound=8.4, promotion=5.5, record_after=1.75)
+    assert res["valid"] and res["stats"]["expiry_allowed_after_s"] == [9.75]
+    assert not checker.check_expiry_bound([dict(case, expired_by=9.8)], bound=8.4,
+                                          promotion=5.5, record_after=1.75)["valid"]
+    # a first span that began after a silence was recorded leaves the bound alone
+    late = dict(case, leaderless=[(2.0, 5.0)])
+    assert not checker.check_expiry_bound([late], bound=8.4, promotion=5.5,
+                                          record_after=1.75)["valid"]
