@@ -838,18 +838,21 @@ def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
 # ---------------------------------------------------------------- bench (lockd/bench/)
 
 _BENCH_WORKLOADS = ("uncontended", "contended", "keepalive", "failover", "holder-failover")
+_BENCH_EXTRA = ("flood",)      # only when named: not part of `all`
 
 
 def _parse_workloads(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]):
-    """--workload NAME[,NAME...] (repeatable); `all` or nothing selects every workload."""
+    """--workload NAME[,NAME...] (repeatable); `all` or nothing selects every workload but
+    flood (which is only run when named)."""
     names = [n.strip() for v in value for n in v.split(",") if n.strip()]
     if not names or "all" in names:
-        return _BENCH_WORKLOADS
-    bad = [n for n in names if n not in _BENCH_WORKLOADS]
+        return _BENCH_WORKLOADS + tuple(w for w in _BENCH_EXTRA if w in names)
+    bad = [n for n in names if n not in _BENCH_WORKLOADS + _BENCH_EXTRA]
     if bad:
         raise click.BadParameter(f"unknown workload {bad[0]!r}; choose from "
-                                 f"{', '.join(_BENCH_WORKLOADS)} or all", ctx, param)
-    return tuple(w for w in _BENCH_WORKLOADS if w in names)
+                                 f"{', '.join(_BENCH_WORKLOADS + _BENCH_EXTRA)} or all",
+                                 ctx, param)
+    return tuple(w for w in _BENCH_WORKLOADS + _BENCH_EXTRA if w in names)
 
 
 def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str):
@@ -879,8 +882,8 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
               show_default=True, help="--local: run nodes with --fsync (auto: if supported).")
 @click.option("--workload", "-w", "workloads", multiple=True, callback=_parse_workloads,
               metavar="NAME[,NAME...]",
-              help="uncontended, contended, keepalive, failover, holder-failover or all "
-                   "(default: all; repeatable).")
+              help="uncontended, contended, keepalive, failover, holder-failover, flood "
+                   "or all (default: all, which is every one but flood; repeatable).")
 @click.option("--workers", default="1,16,64", show_default=True, callback=_parse_worker_counts,
               metavar="N[,N...]", help="Worker counts of the uncontended workload.")
 @click.option("--contended-workers", type=click.IntRange(2, 10_000), default=16,
@@ -901,6 +904,13 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
               show_default=True, help="Kills per run of failover and holder-failover.")
 @click.option("--procs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Load-generator processes the workers are spread over.")
+@click.option("--flood-workers", type=click.IntRange(1, 10_000), default=4, show_default=True,
+              help="flood: normal uncontended workers (one process each) whose p99 is measured.")
+@click.option("--flood-streams", type=click.IntRange(1, 10_000), default=16, show_default=True,
+              help="flood: concurrent request loops of the flooding process (one connection).")
+@click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
+              help="--local: pass ARG to every node's `lockd serve` (repeatable), e.g. "
+                   "--serve-arg=--max-request-rate=200.")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Runs of the whole suite; the report gives medians and spread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -910,8 +920,8 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
 def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fsync: str,
           workloads: tuple[str, ...], workers: tuple[int, ...], contended_workers: int,
           duration: float, warmup: float, sessions: int, session_ttl: float, ttl: float,
-          failover_repeats: int, procs: int, repeat: int, as_json: bool,
-          out: str | None) -> None:
+          failover_repeats: int, procs: int, flood_workers: int, flood_streams: int,
+          serve_args: tuple[str, ...], repeat: int, as_json: bool, out: str | None) -> None:
     """Measure a cluster: lock throughput and latency, hand-off, keepalives, failover.
 
     Against --endpoints / LOCKD_ENDPOINTS, or (--local) a private local cluster that it
@@ -926,6 +936,7 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
         workloads=workloads, workers=workers, contended_workers=contended_workers,
         duration=duration, warmup=warmup, sessions=sessions, session_ttl=session_ttl, ttl=ttl,
         failover_repeats=failover_repeats, procs=procs, repeat=repeat,
+        flood_workers=flood_workers, flood_streams=flood_streams, serve_args=serve_args,
         log=lambda msg: click.echo(f"lockd: bench: {msg}", err=True))
     try:
         data = run_suite(opts)

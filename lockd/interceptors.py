@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from .errors import ErrorCode, LockdAbort, to_status
+from .tls import identity_of
 
 log = structlog.get_logger(component="rpc")
 
@@ -158,3 +159,70 @@ def _status_name(context, default: str) -> str:
         if sc.value[0] == code:
             return sc.name
     return default
+
+
+# The RPCs that `--max-request-rate` counts: every one that proposes to Raft for a client.
+RATE_LIMITED = frozenset({
+    "/lockd.v1.Lock/OpenSession", "/lockd.v1.Lock/CloseSession", "/lockd.v1.Lock/Acquire",
+    "/lockd.v1.Lock/AcquireMany", "/lockd.v1.Lock/Release", "/lockd.v1.Election/Campaign",
+    "/lockd.v1.Election/Proclaim", "/lockd.v1.Election/Resign",
+})
+
+
+def client_key(context) -> str:
+    """Whose bucket a call spends: "id:" + its mTLS identity, else its peer address with the
+    port (one connection; a client that reconnects starts with a full bucket)."""
+    identity = identity_of(context)
+    return "id:" + identity if identity else "peer:" + (context.peer() or "")
+
+
+# A call beyond its client's bucket waits up to this long for its token (shaping: a client a
+# little over the rate is slowed, not failed); one that would wait longer is refused after
+# this same delay, so a flooder's concurrent loops cannot spin on cheap refusals.
+RATE_WAIT_S = 0.25
+
+
+class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+    """`--max-request-rate` / `--max-request-burst`: a token bucket per client (`client_key`)
+    for the `RATE_LIMITED` RPCs, checked before the ACL and the servicer, so a refusal costs
+    no Raft entry. A call over the rate waits for its token up to `RATE_WAIT_S`; beyond, it
+    is refused after that delay: RESOURCE_EXHAUSTED, LIMIT_EXCEEDED, limit=request_rate."""
+
+    def __init__(self, limits, clock=time.monotonic, wait: float = RATE_WAIT_S) -> None:
+        from .limits import RateLimiter
+
+        self.rate = limits.request_rate
+        self.limiter = RateLimiter(limits.request_rate, limits.request_burst)
+        self.clock = clock
+        self.wait = wait
+        self.refused = 0
+        self.delayed = 0
+
+    def _status(self) -> grpc.Status:
+        return to_status(ErrorCode.LIMIT_EXCEEDED,
+                         f"limit exceeded: request_rate (max {self.rate}): too many requests "
+                         f"per second from this client; retry later",
+                         {"limit": "request_rate", "max": str(self.rate)})
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if (handler is None or handler.unary_unary is None
+                or handler_call_details.method not in RATE_LIMITED):
+            return handler
+        inner = handler.unary_unary
+        reserve, clock, max_wait = self.limiter.reserve, self.clock, self.wait
+
+        async def unary_unary(request, context):
+            delay = reserve(client_key(context), clock(), max_wait)
+            if delay is None:
+                self.refused += 1
+                await asyncio.sleep(max_wait)
+                await context.abort_with_status(self._status())
+            elif delay > 0.0:
+                self.delayed += 1
+                await asyncio.sleep(delay)
+            result = inner(request, context)
+            return (await result) if inspect.isawaitable(result) else result
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)

@@ -27,6 +27,12 @@ SPECS: dict[str, tuple[int, int, str]] = {
                                                "connection; beyond, a call is refused "
                                                "(UNAVAILABLE, REFUSED_STREAM) and retried"),
     "keepalive_rate": (100, 10_000, "KeepAlive messages per second per stream (burst: 2x)"),
+    "request_rate": (200, 1_000_000, "mutating RPCs (OpenSession, CloseSession, Acquire, "
+                                       "AcquireMany, Release, Campaign, Proclaim, Resign) per "
+                                       "second per client: per mTLS identity, else per "
+                                       "connection"),
+    "request_burst": (400, 1_000_000, "mutating RPCs a client may send at once above "
+                                        "--max-request-rate (the token bucket's size)"),
 }
 
 
@@ -44,6 +50,8 @@ class Limits:
     message_bytes: int = SPECS["message_bytes"][0]
     streams_per_connection: int = SPECS["streams_per_connection"][0]
     keepalive_rate: int = SPECS["keepalive_rate"][0]
+    request_rate: int = SPECS["request_rate"][0]
+    request_burst: int = SPECS["request_burst"][0]
 
     def problems(self) -> list[str]:
         """One message per out-of-range limit, naming its flag."""
@@ -88,3 +96,62 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def reserve(self, now: float, max_wait: float) -> float | None:
+        """Spend one token, borrowing it from the future if need be: the seconds until it is
+        due (0.0: now), or None (nothing spent) if that would be more than `max_wait`."""
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        wait = (1.0 - self.tokens) / self.rate
+        if wait > max_wait:
+            return None
+        self.tokens -= 1.0
+        return wait
+
+
+class RateLimiter:
+    """One `TokenBucket` per client key (`request_rate`/`request_burst`), with bounded memory.
+
+    Keys are opaque strings (the server uses "id:" + the mTLS identity, else the peer address
+    with its port, i.e. one connection). A bucket that has refilled to `burst` is the same as
+    none, so when more than `max_keys` exist, those are dropped; if that is not enough (a flood
+    of new connections), the least recently used half goes: those clients start afresh.
+    """
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _bucket(self, key: str, now: float) -> TokenBucket:
+        b = self._buckets.pop(key, None)
+        if b is None:
+            if len(self._buckets) >= self.max_keys:
+                self._sweep(now)
+            b = TokenBucket(self.rate, self.burst, now)
+        self._buckets[key] = b          # re-insert: dict order is least recently used first
+        return b
+
+    def take(self, key: str, now: float) -> bool:
+        """Spend one of `key`'s tokens if it has one (creating its bucket full)."""
+        return self._bucket(key, now).take(now)
+
+    def reserve(self, key: str, now: float, max_wait: float) -> float | None:
+        """`TokenBucket.reserve` on `key`'s bucket: seconds to wait, or None to refuse."""
+        return self._bucket(key, now).reserve(now, max_wait)
+
+    def _sweep(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items()
+                if b.tokens + (now - b.at) * b.rate >= b.burst]
+        for k in full:
+            del self._buckets[k]
+        if len(self._buckets) >= self.max_keys:
+            for k in list(self._buckets)[: len(self._buckets) // 2 + 1]:
+                del self._buckets[k]

@@ -30,7 +30,7 @@ from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
 from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
-from .interceptors import MetricsInterceptor  # noqa: E402
+from .interceptors import MetricsInterceptor, RateLimitInterceptor  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
 from .membership import Membership  # noqa: E402
 from .metrics import NodeCollector, NodeMetrics  # noqa: E402
@@ -84,10 +84,11 @@ class LockdNode:
             raise OSError(str(e)) from None
         # Sessions belong to identities only under mTLS (without it every caller is "").
         self.auth = AuthInterceptor(acl, session_owner=self._session_owner if self.mtls else None)
+        self.rate_limit = RateLimitInterceptor(self.config.limits)   # --max-request-rate
         self.raft.start()
         self.server = grpc.aio.server(
             options=server_options(self.config.limits),
-            interceptors=[MetricsInterceptor(self.metrics), self.auth])
+            interceptors=[MetricsInterceptor(self.metrics), self.rate_limit, self.auth])
         lock_service = LockService(self)
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
         lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)

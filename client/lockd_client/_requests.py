@@ -237,7 +237,11 @@ class Router:
                 # (a minority node may answer UNAVAILABLE for as long as the partition lasts).
                 self.rotate(addr)
             return Action.RETRY
-        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and reason == "OVERLOADED":
+        if code is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+                reason == "OVERLOADED"
+                or (reason == "LIMIT_EXCEEDED" and d.metadata.get("limit") == "request_rate")):
+            # Refused before anything was proposed (the leader's queue, or this client's
+            # --max-request-rate): back off and re-send; ResourceExhaustedError once out of time.
             return Action.RETRY
         if code is grpc.StatusCode.DEADLINE_EXCEEDED and reason != "WAIT_TIMEOUT":
             # The node did not answer in time (hung, paused, partitioned): ambiguous; try another.

@@ -119,6 +119,17 @@ def render(data: dict, console: Any = None) -> None:
                               f"{_cell(s, 'max_s', '{:.2f}')} s",
                               f"{_cell(s, 'repeats', '{:.0f}', spread=False)} kills per run; sessions lost: "
                               f"{_cell(s, 'sessions_lost', '{:.0f}', spread=False)}"])
+        elif kind == "flood":
+            rows2.append([key, f"p99 ×{_cell(s, 'p99_ratio', '{:.2f}')} beside the flood",
+                          f"p99 {_cell(s, 'alone.cycle_ms.p99_ms', '{:.1f}')} → "
+                          f"{_cell(s, 'flooded.cycle_ms.p99_ms', '{:.1f}')} ms; p50 "
+                          f"{_cell(s, 'alone.cycle_ms.p50_ms', '{:.1f}')} → "
+                          f"{_cell(s, 'flooded.cycle_ms.p50_ms', '{:.1f}')} ms",
+                          f"flooder: {_cell(s, 'flooder.sent_per_s', '{:,.0f}')}/s sent, "
+                          f"{_cell(s, 'flooder.accepted_per_s', '{:,.0f}')}/s accepted, "
+                          f"{_cell(s, 'flooder.refused_per_s', '{:,.0f}')}/s refused "
+                          f"(request_rate); {_cell(s, 'flooder.streams', '{:.0f}', spread=False)}"
+                          f" streams, {_cell(s, 'flooder.cpu_cores', '{:.2f}')} cores"])
         elif kind == "holder-failover":
             rows2.append([key, f"waiter granted {_cell(s, 'median_s', '{:.2f}', 1, ' s')}",
                           f"after the kill: {_cell(s, 'median_from_kill_s', '{:.2f}', 1, ' s')}",

@@ -12,6 +12,9 @@ Workloads (each result is a plain dict; `lockd.bench.report` renders them):
                    cluster bench started itself).
 * `holder-failover` kill -9 a process holding the lock; time from its last keepalive (and
                    from the kill) to the waiter's grant.
+* `flood/N`        N uncontended workers alone, then beside a flooding process (OpenSession
+                   and try-Acquire, no backoff): both p99s, their ratio, the flooder's counts.
+                   Only when named (`-w flood`).
 
 Lock workloads run in worker processes (`lockd.bench.worker`), spread over `procs`; each
 reports its own CPU time so the report can say whether the load generator was the bottleneck.
@@ -71,6 +74,9 @@ class BenchOptions:
     failover_repeats: int = 3
     procs: int = 1
     repeat: int = 1
+    flood_workers: int = 4                    # flood: normal workers measured
+    flood_streams: int = 16                   # flood: request loops of the flooder
+    serve_args: tuple[str, ...] = ()          # --local: extra `lockd serve` flags
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
 
 
@@ -155,7 +161,8 @@ class ExternalTarget(Target):
 class LocalTarget(Target):
     """A private N-node LocalCluster in a temporary directory, removed on close()."""
 
-    def __init__(self, nodes: int, fsync: str, log: Callable[[str], None]) -> None:
+    def __init__(self, nodes: int, fsync: str, log: Callable[[str], None],
+                 serve_args: tuple[str, ...] = ()) -> None:
         from lockd_cluster import LocalCluster
 
         self._dir = tempfile.mkdtemp(prefix="lockd-bench-")
@@ -164,7 +171,7 @@ class LocalTarget(Target):
             shutil.rmtree(self._dir, ignore_errors=True)
             raise BenchError("--fsync on: this lockd's `serve` has no --fsync flag")
         use_fsync = supported and fsync in ("auto", "on")
-        extra = ["--fsync"] if use_fsync else []
+        extra = (["--fsync"] if use_fsync else []) + list(serve_args)
         fsync_state = True if use_fsync else ("unsupported" if not supported and fsync == "auto"
                                               else False)
         self.cluster = LocalCluster(nodes, self._dir, extra_args=extra, die_with_parent=True)
@@ -296,7 +303,8 @@ def run_workers(target: Target, opts: BenchOptions, kind: str, specs: list[dict]
         sessions = sum(s.get("sessions", len(s.get("workers", []))) for s in specs)
         deadline = time.monotonic() + READY_TIMEOUT + sessions * 0.02
         for spec in specs:
-            procs.append(WorkerProc(dict(spec, kind=kind, endpoints=target.endpoints,
+            procs.append(WorkerProc(dict(spec, kind=spec.get("kind", kind),
+                                         endpoints=target.endpoints,
                                          timeout=opts.timeout, warmup=opts.warmup,
                                          duration=opts.duration)))
         for p in procs:
@@ -397,6 +405,56 @@ def bench_keepalive(target: Target, opts: BenchOptions, prefix: str) -> dict:
         "leader_cpu": _round(run["leader_cpu"]),
         "cluster_cpu": _round(run["cluster_cpu"]),
         "generator": _generator(rs, opts.duration),
+    }
+
+
+def bench_flood(target: Target, opts: BenchOptions, prefix: str) -> dict:
+    """Normal uncontended workers alone, then beside a flooding process (docs/security.md).
+
+    The flooder (`FloodWorkload`) is a process of its own: `flood_streams` loops on one
+    connection to the leader sending OpenSession and try-Acquire of a busy lock without
+    backoff. Reports both cycle p50/p99s, the p99 ratio and the flooder's counts.
+    """
+    # Each normal worker is a process of its own (a client with its own connection, so its
+    # own --max-request-rate bucket), unless --procs asks for fewer.
+    ids = [f"w{k}" for k in range(opts.flood_workers)]
+    procs = max(opts.procs, opts.flood_workers)
+    specs = [{"workers": part, "ttl": opts.session_ttl, "lock_prefix": prefix + "alone/"}
+             for part in _split(ids, procs)]
+    alone = run_workers(target, opts, "uncontended", specs)
+    specs = [{"workers": part, "ttl": opts.session_ttl, "lock_prefix": prefix + "flooded/"}
+             for part in _split(ids, procs)]
+    specs.append({"kind": "flood", "workers": [], "streams": opts.flood_streams,
+                  "lock_prefix": prefix})
+    flooded = run_workers(target, opts, "uncontended", specs)
+
+    def cycles(run: dict) -> dict:
+        rs = [r for r in run["results"] if "flood" not in r]
+        lat = [c[1] - c[0] for r in rs for c in r["cycles"]]
+        errors = [e for r in rs for e in r["errors"]]
+        return {"cycles": len(lat), "cycles_per_s": _round(len(lat) / opts.duration, 1),
+                "cycle_ms": stats.latency_summary(lat), "errors": len(errors),
+                "error_samples": errors[:5], "leader_cpu": _round(run["leader_cpu"]),
+                "generator": _generator(rs, opts.duration)}
+
+    a, b = cycles(alone), cycles(flooded)
+    fl = next(r for r in flooded["results"] if "flood" in r)
+    f = fl["flood"]
+    sent = f["accepted"] + f["busy"] + f["refused"] + sum(f["other"].values())
+    p99a, p99b = a["cycle_ms"].get("p99_ms"), b["cycle_ms"].get("p99_ms")
+    return {
+        "workload": "flood", "workers": opts.flood_workers, "duration_s": opts.duration,
+        "alone": a, "flooded": b,
+        "p99_ratio": _round(p99b / p99a, 2) if p99a and p99b else None,
+        "p50_ratio": _round(b["cycle_ms"]["p50_ms"] / a["cycle_ms"]["p50_ms"], 2)
+        if a["cycle_ms"].get("p50_ms") and b["cycle_ms"].get("p50_ms") else None,
+        "flooder": {"streams": f["streams"], "sent_per_s": _round(sent / opts.duration, 1),
+                    "accepted_per_s": _round((f["accepted"] + f["busy"]) / opts.duration, 1),
+                    "refused_per_s": _round(f["refused"] / opts.duration, 1),
+                    "accepted": f["accepted"] + f["busy"], "busy": f["busy"],
+                    "refused": f["refused"], "other": f["other"],
+                    "cpu_cores": _round(stats.cpu_share(fl["cpu_s"], fl["wall_s"]
+                                                         or opts.duration))},
     }
 
 
@@ -603,11 +661,29 @@ def run_once(target: Target, opts: BenchOptions, run_id: str) -> dict:
             out["failover"] = r = bench_failover(target, opts, prefix)
             if "skipped" in r:
                 opts.log(f"failover: skipped ({r['skipped']})")
+        elif w == "flood":
+            opts.log(f"flood: {opts.flood_workers} worker(s) alone, then beside a flooder "
+                     f"({opts.flood_streams} streams), {opts.duration:g} s each")
+            out[f"flood/{opts.flood_workers}"] = bench_flood(target, opts, f"{prefix}f/")
         elif w == "holder-failover":
             opts.log(f"holder-failover: kill -9 a holder (ttl {opts.ttl:g} s), "
                      f"{opts.failover_repeats} time(s)")
             out["holder-failover"] = bench_holder_failover(target, opts, prefix)
     return out
+
+
+# The throughput workloads put up to 64 workers on one connection per generator process, far
+# above a client's default --max-request-rate: the bench's own cluster lifts it for them (it
+# measures capacity, not policy), but keeps the default when the flood workload runs.
+UNLIMITED_RATE = ("--max-request-rate=1000000", "--max-request-burst=1000000")
+
+
+def local_serve_args(opts: BenchOptions) -> tuple[str, ...]:
+    """The extra `lockd serve` flags of a --local cluster."""
+    given = " ".join(opts.serve_args)
+    if "flood" in opts.workloads or "--max-request-" in given:
+        return tuple(opts.serve_args)
+    return tuple(opts.serve_args) + UNLIMITED_RATE
 
 
 def run_suite(opts: BenchOptions) -> dict:
@@ -617,7 +693,7 @@ def run_suite(opts: BenchOptions) -> dict:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     target: Target
     if opts.local:
-        target = LocalTarget(opts.nodes, opts.fsync, opts.log)
+        target = LocalTarget(opts.nodes, opts.fsync, opts.log, local_serve_args(opts))
     else:
         check_reachable(opts.endpoints, opts.timeout)
         target = ExternalTarget(opts.endpoints)

@@ -197,8 +197,114 @@ class KeepaliveWorkload:
             await asyncio.wait_for(c.close(), timeout=30)
 
 
+class FloodWorkload:
+    """A hostile client: `streams` concurrent loops on ONE channel to the leader, each sending
+    OpenSession (TTL 1 s) and try-Acquire of a lock another session holds, alternately, as fast
+    as the answers come back, with no backoff. Raw stubs, not the client library (which would
+    back off on refusals). Counts what the window saw: accepted, refused by `request_rate`,
+    other errors by status/reason."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.channel: Any = None
+        self.stub: Any = None
+        self.session = ""
+        self.busy = spec["lock_prefix"] + "flood-busy"
+
+    async def _open(self, stub: Any, ttl_ms: int) -> str:
+        import uuid
+
+        from lockd.v1 import lockd_pb2 as pb
+
+        sid = str(uuid.uuid4())
+        await stub.OpenSession(pb.OpenSessionRequest(session_id=sid, ttl_ms=ttl_ms,
+                                                     client_name="bench-flood"), timeout=10)
+        return sid
+
+    async def setup(self) -> None:
+        import uuid
+
+        import grpc
+
+        from lockd.v1 import lockd_pb2 as pb
+        from lockd.v1 import lockd_pb2_grpc
+        from lockd_client._errors import error_details
+
+        addrs = [a.strip() for a in self.spec["endpoints"].split(",") if a.strip()]
+        deadline = time.monotonic() + 30
+        addr, k = addrs[0], 0
+        while True:                     # find the leader: follow NOT_LEADER hints
+            self.channel = grpc.aio.insecure_channel(addr)
+            self.stub = lockd_pb2_grpc.LockStub(self.channel)
+            try:
+                holder = await self._open(self.stub, 60_000)
+                break
+            except grpc.RpcError as e:
+                await self.channel.close()
+                if time.monotonic() > deadline:
+                    raise
+                hint = error_details(e).metadata.get("leader", "")
+                k += 1
+                addr = hint or addrs[k % len(addrs)]
+                await asyncio.sleep(0.1)
+        self.leader = addr
+        r = await self.stub.Acquire(pb.AcquireRequest(session_id=holder, name=self.busy,
+                                                      request_id=str(uuid.uuid4())), timeout=10)
+        if not r.granted:
+            raise RuntimeError("flood: could not take the busy lock")
+        self.session = await self._open(self.stub, 60_000)
+
+    async def run(self, window: Window) -> dict:
+        import uuid
+
+        import grpc
+
+        from lockd.v1 import lockd_pb2 as pb
+        from lockd_client._errors import error_details
+
+        counts = {"accepted": 0, "refused": 0, "busy": 0}
+        other: dict[str, int] = {}
+        stub = self.stub
+
+        async def one(k: int) -> None:
+            n = k
+            while time.monotonic() < window.end:
+                n += 1
+                t0 = time.monotonic()
+                try:
+                    if n % 2:
+                        await stub.OpenSession(pb.OpenSessionRequest(
+                            session_id=str(uuid.uuid4()), ttl_ms=1000,
+                            client_name="bench-flood"), timeout=10)
+                        kind = "accepted"
+                    else:
+                        r = await stub.Acquire(pb.AcquireRequest(
+                            session_id=self.session, name=self.busy,
+                            request_id=str(uuid.uuid4())), timeout=10)
+                        kind = "busy" if not r.granted else "accepted"
+                except grpc.RpcError as e:
+                    d = error_details(e)
+                    if d.metadata.get("limit") == "request_rate":
+                        kind = "refused"
+                    else:
+                        kind = f"{d.code.name if d.code else '?'}/{d.reason}"
+                if window.start <= t0 <= window.end:
+                    if kind in counts:
+                        counts[kind] += 1
+                    else:
+                        other[kind] = other.get(kind, 0) + 1
+
+        await asyncio.gather(*(one(k) for k in range(self.spec["streams"])))
+        return {"flood": dict(counts, other=other, leader=self.leader,
+                              streams=self.spec["streams"]), "errors": []}
+
+    async def teardown(self) -> None:
+        if self.channel is not None:
+            await asyncio.wait_for(self.channel.close(), timeout=10)
+
+
 WORKLOADS = {"uncontended": LockWorkload, "contended": LockWorkload,
-             "keepalive": KeepaliveWorkload}
+             "keepalive": KeepaliveWorkload, "flood": FloodWorkload}
 
 
 async def serve(spec: dict) -> int:
