@@ -11,32 +11,25 @@ request on the server. `release()` releases every lock, each with its own token.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from . import _requests as rq
 from ._errors import LockdError
 from ._lock import Lock
 from ._requests import AcquireManyCall
 
-if TYPE_CHECKING:
-    from ._session import Session
-
-__all__ = ["MultiLock"]
+__all__ = ["MultiLock", "MultiLockBase"]
 
 log = logging.getLogger("lockd.client")
 
 
-class MultiLock(Lock):
-    """A handle on several locks of one session, granted together. Create with
-    `Session.lock_many(names)`; each item is a name, or `(name, "shared")`, or
-    `(name, permits)` for a semaphore. Attributes: `names`, `tokens` ({name: fencing token}
-    while held, else {}), `token` (the first lock's), `lost`, `value` (every grant's value).
-    """
+class MultiLockBase:
+    """What the sync and asyncio `MultiLock` share: the specs, `tokens`, and the AcquireMany
+    request protocol plugged into their `Lock`'s acquire loop. Mixed in before `Lock`."""
 
-    def __init__(self, session: "Session", specs: list, *, timeout: float | None = None,
+    def __init__(self, session, specs: list, *, timeout: float | None = None,
                  value: bytes | str = b"", lock_delay: float = 0.0) -> None:
         self._specs = rq.check_many_args(specs, timeout)
-        super().__init__(session, self._specs[0][0], timeout=timeout, value=value,
+        super().__init__(session, self._specs[0][0], timeout=timeout, value=value,  # type: ignore[call-arg]
                          lock_delay=lock_delay)
         self.names = [name for name, _shared, _permits in self._specs]
         self._tokens: dict[str, int] = {}
@@ -47,22 +40,31 @@ class MultiLock(Lock):
     @property
     def tokens(self) -> dict[str, int]:
         """{lock name: fencing token} of the current grants; {} when not held (or lost)."""
-        return dict(self._tokens) if self.locked() else {}
+        return dict(self._tokens) if self.locked() else {}  # type: ignore[attr-defined]
 
     def _granted(self, tokens: dict[str, int]) -> None:
         self._tokens = tokens
 
     def _new_call(self, blocking: bool, deadline: float | None, now: float) -> AcquireManyCall:
-        client = self._session._client
+        session = self._session  # type: ignore[attr-defined]
+        client = session._client
         return AcquireManyCall(
-            client._router, session_id=self._session.id, specs=self._specs, value=self.value,
+            client._router, session_id=session.id, specs=self._specs, value=self.value,  # type: ignore[attr-defined]
             blocking=blocking, deadline=deadline, now=now, timeout=client.timeout,
             retry=client._retry(deadline if blocking else now + client.timeout),
-            lock_delay_ms=self._lock_delay_ms, on_grant=self._granted)
+            lock_delay_ms=self._lock_delay_ms, on_grant=self._granted)  # type: ignore[attr-defined]
 
     @staticmethod
     def _rpc(stub):
         return stub.AcquireMany
+
+
+class MultiLock(MultiLockBase, Lock):
+    """A handle on several locks of one session, granted together. Create with
+    `Session.lock_many(names)`; each item is a name, or `(name, "shared")`, or
+    `(name, permits)` for a semaphore. Attributes: `names`, `tokens` ({name: fencing token}
+    while held, else {}), `token` (the first lock's), `lost`, `value` (every grant's value).
+    """
 
     def _release(self, name: str, token: int) -> None:
         """Release every grant (each lock with its own token)."""

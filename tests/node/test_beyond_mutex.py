@@ -11,14 +11,13 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 import lockd_client
 import lockd_client.aio as aio
 from lockd.v1 import lockd_pb2 as pb
 from lockd.v1 import lockd_pb2_grpc as pbg
 from lockd_client import DeadlockError
+from tests.support.rpc import reason
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -35,13 +34,6 @@ def stub(lockd_node):
 def client(lockd_node):
     with lockd_client.connect(lockd_node.address, timeout=5.0) as c:
         yield c
-
-
-def reason(e: grpc.RpcError) -> tuple[str, dict]:
-    st = rpc_status.from_call(e)
-    info = error_details_pb2.ErrorInfo()
-    st.details[0].Unpack(info)
-    return info.reason, dict(info.metadata)
 
 
 def open_session(stub, ttl_ms=10_000, name="t") -> str:

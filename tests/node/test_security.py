@@ -12,8 +12,6 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from structlog.testing import capture_logs
 
 import lockd_client
@@ -21,6 +19,7 @@ from lockd.limits import Limits
 from lockd.v1 import lockd_pb2 as pb
 from lockd.v1 import lockd_pb2_grpc as pbg
 from tests.support.node import RunningNode
+from tests.support.rpc import reason
 from tests.support.tls import TestPKI
 
 ACL = """
@@ -98,13 +97,6 @@ def channels(env):
 
 def lock_stub(channels, who):
     return pbg.LockStub(channels(who))
-
-
-def reason(e: grpc.RpcError) -> tuple[str, dict]:
-    st = rpc_status.from_call(e)
-    info = error_details_pb2.ErrorInfo()
-    st.details[0].Unpack(info)
-    return info.reason, dict(info.metadata)
 
 
 def refused(call, code: grpc.StatusCode) -> tuple[str, dict]:

@@ -8,12 +8,11 @@ import uuid
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_status import rpc_status
 
 from lockd.v1 import lockd_pb2 as pb
 from lockd.v1 import lockd_pb2_grpc as pbg
+from tests.support.rpc import reason
 from tests.support.wait import wait_until
 
 
@@ -22,13 +21,6 @@ def stub(lockd_node):
     ch = grpc.insecure_channel(lockd_node.address)
     yield pbg.LockStub(ch)
     ch.close()
-
-
-def reason(e: grpc.RpcError) -> tuple[str, dict]:
-    st = rpc_status.from_call(e)
-    info = error_details_pb2.ErrorInfo()
-    st.details[0].Unpack(info)
-    return info.reason, dict(info.metadata)
 
 
 def open_session(stub, ttl_ms=10_000) -> str:

@@ -42,3 +42,14 @@ def server_error(code: ErrorCode, message: str = "boom", metadata=None) -> FakeR
     """What the server's error table puts on the wire for `code`."""
     st = to_status(code, message, metadata)
     return FakeRpcError(st.code, st.details, st.trailing_metadata)
+
+
+def reason(e: grpc.RpcError) -> tuple[str, dict]:
+    """The ErrorInfo (reason, metadata) a lockd server attached to a failed call."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    st = rpc_status.from_call(e)
+    info = error_details_pb2.ErrorInfo()
+    st.details[0].Unpack(info)
+    return info.reason, dict(info.metadata)

@@ -8,58 +8,23 @@ See `lockd_client._multilock` and docs/multi-lock.md; cancellation behaves as fo
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from .. import _requests as rq
 from .._errors import LockdError
-from .._requests import AcquireManyCall
+from .._multilock import MultiLockBase
 from ._lock import Lock
-
-if TYPE_CHECKING:
-    from ._session import Session
 
 __all__ = ["MultiLock"]
 
 log = logging.getLogger("lockd.client")
 
 
-class MultiLock(Lock):
+class MultiLock(MultiLockBase, Lock):
     """A handle on several locks of one session, granted together. Create with
     `Session.lock_many(names)`; each item is a name, or `(name, "shared")`, or
     `(name, permits)` for a semaphore. Attributes: `names`, `tokens` ({name: fencing token}
     while held, else {}), `token` (the first lock's), `lost`, `value` (every grant's value).
     """
-
-    def __init__(self, session: "Session", specs: list, *, timeout: float | None = None,
-                 value: bytes | str = b"", lock_delay: float = 0.0) -> None:
-        self._specs = rq.check_many_args(specs, timeout)
-        super().__init__(session, self._specs[0][0], timeout=timeout, value=value,
-                         lock_delay=lock_delay)
-        self.names = [name for name, _shared, _permits in self._specs]
-        self._tokens: dict[str, int] = {}
-
-    def __repr__(self) -> str:
-        return f"<MultiLock {self.names!r} tokens={self.tokens}>"
-
-    @property
-    def tokens(self) -> dict[str, int]:
-        """{lock name: fencing token} of the current grants; {} when not held (or lost)."""
-        return dict(self._tokens) if self.locked() else {}
-
-    def _granted(self, tokens: dict[str, int]) -> None:
-        self._tokens = tokens
-
-    def _new_call(self, blocking: bool, deadline: float | None, now: float) -> AcquireManyCall:
-        client = self._session._client
-        return AcquireManyCall(
-            client._router, session_id=self._session.id, specs=self._specs, value=self.value,
-            blocking=blocking, deadline=deadline, now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout),
-            lock_delay_ms=self._lock_delay_ms, on_grant=self._granted)
-
-    @staticmethod
-    def _rpc(stub):
-        return stub.AcquireMany
 
     async def _release(self, token: int, name: str | None = None) -> None:
         """Release every grant (each lock with its own token)."""
