@@ -724,18 +724,27 @@ class LockStateMachine:
         short = sid[:8]
         return f"{s.client_name}/{short}" if s is not None and s.client_name else short
 
-    def _release(self, cmd: Release):
+    def _own_grant(self, cmd, op: str):
+        """A Release/Proclaim of the caller's own grant `cmd.token`: ((s, lk, h, kind), None),
+        or (None, the answer): session gone, a retried request (cached), or not the holder."""
         s = self.sessions.get(cmd.session_id)
         if s is None:
-            return "SESSION_NOT_FOUND", None
-        kind = _kind("release", cmd.lock)
+            return None, ("SESSION_NOT_FOUND", None)
+        kind = _kind(op, cmd.lock)
         cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
-            return cached[0], cached[1]
+            return None, cached
         lk = self.locks.get(cmd.lock)
         h = lk.holders.get(cmd.session_id) if lk is not None else None
         if h is None or h.token != cmd.token:
-            return "NOT_HOLDER", None
+            return None, ("NOT_HOLDER", None)
+        return (s, lk, h, kind), None
+
+    def _release(self, cmd: Release):
+        grant, answer = self._own_grant(cmd, "release")
+        if grant is None:
+            return answer
+        s, lk, h, kind = grant
         if h.count > 1:
             # A reentrant hold: one fewer; the lock stays held with the same token.
             h.count -= 1
@@ -751,17 +760,10 @@ class LockStateMachine:
 
     def _proclaim(self, cmd: Proclaim):
         """The holder with `token` replaces its value (an election leader's Proclaim)."""
-        s = self.sessions.get(cmd.session_id)
-        if s is None:
-            return "SESSION_NOT_FOUND", None
-        kind = _kind("proclaim", cmd.lock)
-        cached = self._cached(s, cmd.request_id, kind)
-        if cached is not None:
-            return cached[0], cached[1]
-        lk = self.locks.get(cmd.lock)
-        h = lk.holders.get(cmd.session_id) if lk is not None else None
-        if h is None or h.token != cmd.token:
-            return "NOT_HOLDER", None
+        grant, answer = self._own_grant(cmd, "proclaim")
+        if grant is None:
+            return answer
+        s, _lk, h, kind = grant
         h.value = cmd.value
         self._emit(ValueProclaimed(cmd.lock, cmd.session_id, h.token))
         value = {"token": h.token}
