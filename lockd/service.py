@@ -98,6 +98,9 @@ class LockService(pbg.LockServicer):
 
     def __init__(self, node: "LockdNode"):
         self.node = node
+        self._barrier_next: asyncio.Future | None = None   # joined by readers, not yet sent
+        self._barrier_sending = False                      # one Barrier in flight at a time
+        self._barrier_task: asyncio.Task | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -147,11 +150,45 @@ class LockService(pbg.LockServicer):
                      for w in view["waiters"]])
 
     async def _linearize(self, stale_ok: bool) -> None:
-        """Default reads wait for a barrier entry on the ready leader (shares group commit)."""
+        """Default reads wait for a barrier entry on the ready leader (see `_barrier`)."""
         if stale_ok:
             return
         self.node.require_ready()
-        self._check(await self._propose(C.Barrier()))
+        await self._barrier()
+
+    async def _barrier(self) -> None:
+        """Return once a Barrier entry proposed after this call began is applied here.
+
+        That is a linearizable read point (ReadIndex done with the log): the entry commits in
+        this leader's term, so everything acknowledged before the call is applied. Concurrent
+        readers share one entry: while a Barrier is in flight, newcomers join the next one,
+        sent when it returns -- so a burst of reads costs two entries, not one each.
+        """
+        fut = self._barrier_next
+        if fut is None:
+            fut = self._barrier_next = asyncio.get_running_loop().create_future()
+            if not self._barrier_sending:
+                self._send_barrier()
+        self._check(await asyncio.shield(fut))
+
+    def _send_barrier(self) -> None:
+        fut, self._barrier_next = self._barrier_next, None
+        self._barrier_sending = True
+
+        async def send() -> None:
+            try:
+                r = await self._propose(C.Barrier())
+            except Exception as e:  # noqa: BLE001 - every joiner gets the same failure
+                fut.set_exception(e)
+            else:
+                fut.set_result(r)
+            finally:
+                self._barrier_sending = False
+                if self._barrier_next is not None:
+                    self._send_barrier()
+        # Joiners may all be gone (cancelled): mark a failure retrieved so asyncio stays quiet.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._barrier_task = asyncio.get_running_loop().create_task(send())   # keep a reference
 
     # ------------------------------------------------------------ limits (before proposing)
 
@@ -330,12 +367,20 @@ class LockService(pbg.LockServicer):
         node.require_ready()
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [name], wait, len(request.value))
+        cmd = C.Acquire(sid, name, rid, mode, permits, wait, bytes(request.value),
+                        request.reentrant, request.owner, request.lock_delay_ms)
+        if not wait and node.raft.read(lambda f: f.try_refusal(cmd)):
+            # A try of a busy lock is a read: answered after a shared barrier, not with a Raft
+            # write of its own (a flood of them must not fill the log). Not recorded for
+            # retries: nothing changed, so a retry is simply asked again.
+            await self._barrier()
+            view = node.raft.read(lambda f: f.lock_view(name) if f.try_refusal(cmd) else False)
+            if view is not False:
+                return pb.AcquireResponse(granted=False, lock=self._lock_info(view, name))
         fut = node.waiters.register(sid, name, rid) if wait else None
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
-            v = self._check(await self._propose(C.Acquire(
-                sid, name, rid, mode, permits, wait, bytes(request.value), request.reentrant,
-                request.owner, request.lock_delay_ms)))
+            v = self._check(await self._propose(cmd))
             if v.get("granted"):
                 return self._granted(name, v["token"], v.get("count", 1))
             if not v.get("queued"):

@@ -88,6 +88,40 @@ def test_try_acquire_of_a_held_lock_returns_not_granted(stub):
     assert not r.granted and r.token == 0
 
 
+def test_tries_of_a_busy_lock_share_barriers_instead_of_a_raft_write_each(lockd_node, stub):
+    """A try-Acquire of a held lock is a read: concurrent ones share one Barrier entry (a
+    flood of them cannot fill the log), and the answer is never older than the call."""
+    a, b = open_session(stub), open_session(stub)
+    held = acquire(stub, a, "t/flooded")
+    registry = lockd_node.node.metrics.registry
+
+    def proposed() -> float:
+        return registry.get_sample_value("lockd_raft_batch_commands_sum") or 0.0
+
+    before = proposed()
+    n = 40
+    answers, errors = [], []
+
+    def try_once():
+        try:
+            answers.append(acquire(stub, b, "t/flooded"))
+        except grpc.RpcError as e:      # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=try_once) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(answers) == n
+    assert all(not r.granted and r.lock.holders[0].token == held.token for r in answers)
+    assert proposed() - before < n / 2, "each try of a busy lock proposed a command"
+    # Fresh, not cached: once the holder has released, the very next try is granted.
+    stub.Release(pb.ReleaseRequest(session_id=a, name="t/flooded", token=held.token,
+                                   request_id=uuid.uuid4().hex), timeout=10)
+    r = acquire(stub, b, "t/flooded")
+    assert r.granted and r.token > held.token
+
+
 def test_tokens_strictly_increase_across_grants(stub):
     a = open_session(stub)
     tokens = []
