@@ -95,3 +95,27 @@ def test_bench_against_nothing_exits_3_without_a_traceback():
     assert r.returncode == 3, r.stderr
     assert r.stderr.startswith("lockd: error: cluster unavailable")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("mode", [[], ["--stream", "--interceptors"]], ids=["unary", "stream"])
+def test_grpc_floor_serves_cycles_and_reports_cpu(mode):
+    """`python -m lockd.bench.floor` (docs/performance.md "The gRPC floor"): a no-op server
+    in a child process, driven like uncontended; cycles counted, CPU read, child stopped."""
+    import sys
+    r = subprocess.run([sys.executable, "-m", "lockd.bench.floor", "--workers", "1,3",
+                        "--duration", "0.5", "--warmup", "0.1", "--json", *mode],
+                       capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["stream"] == ("--stream" in mode) and data["interceptors"] == bool(mode)
+    assert [row["workers"] for row in data["rows"]] == [1, 3]
+    for row in data["rows"]:
+        assert row["cycles_per_s"] > 0 and row["cycle_p50_ms"] > 0
+        assert row["server_cpu_per_cycle_ms"] > 0
+
+
+def test_grpc_floor_names_a_bad_workers_flag():
+    import sys
+    r = subprocess.run([sys.executable, "-m", "lockd.bench.floor", "--workers", "0"],
+                       capture_output=True, text=True, timeout=60, env=child_env())
+    assert r.returncode == 2 and "--workers" in r.stderr and "Traceback" not in r.stderr
