@@ -89,7 +89,7 @@ class LockdNode:
         self.server = grpc.aio.server(
             options=server_options(self.config.limits),
             interceptors=[MetricsInterceptor(self.metrics), self.rate_limit, self.auth])
-        lock_service = LockService(self)
+        lock_service = self.lock_service = LockService(self)
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
         lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)

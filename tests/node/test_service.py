@@ -122,6 +122,50 @@ def test_tries_of_a_busy_lock_share_barriers_instead_of_a_raft_write_each(lockd_
     assert r.granted and r.token > held.token
 
 
+def test_a_retried_try_meets_its_earlier_attempt_in_the_log(lockd_node, stub):
+    """While an earlier attempt with the same request id is still being handled (here: held
+    at its barrier), a retry must not be answered from state: the earlier one may yet be
+    proposed and granted. The retry goes to Raft, where the request id orders the two."""
+    import asyncio
+
+    svc = lockd_node.node.lock_service
+    original = svc._barrier
+    gate = lockd_node.call(lambda: _make_event())
+    first = []
+
+    async def gated():
+        if not first:
+            first.append(1)
+            await gate.wait()
+        return await original()
+    svc._barrier = gated
+    try:
+        a, b = open_session(stub), open_session(stub)
+        held = acquire(stub, a, "t/retried")
+        rid = uuid.uuid4().hex
+        pending = stub.Acquire.future(pb.AcquireRequest(session_id=b, name="t/retried",
+                                                        request_id=rid), timeout=30)
+        wait_until(lambda: first, 10, message="the first attempt to reach its barrier")
+        retry = acquire(stub, b, "t/retried", rid=rid)          # returns: not parked
+        assert not retry.granted
+        recorded = asyncio.run_coroutine_threadsafe(
+            _read(lockd_node, lambda f: f.result_of(b, rid)), lockd_node.loop).result(10)
+        assert recorded is not None, "the retry was answered without meeting the log"
+    finally:
+        lockd_node.loop.call_soon_threadsafe(gate.set)
+        svc._barrier = original
+    assert not pending.result(30).granted and held.granted
+
+
+async def _make_event():
+    import asyncio
+    return asyncio.Event()
+
+
+async def _read(lockd_node, fn):
+    return lockd_node.node.raft.read(fn)
+
+
 def test_tokens_strictly_increase_across_grants(stub):
     a = open_session(stub)
     tokens = []

@@ -153,6 +153,58 @@ def test_grant_delays_and_failover_gaps():
     assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": None}], bound=3.0)["valid"]
 
 
+def test_a_leader_ready_during_the_wait_gives_the_session_its_promotion_grace():
+    # local seed 108: a starved leader lost its followers 3.3 s after the holder's last
+    # keepalive and was re-elected (new term): the waiter came at 7.1 s, bound TTL + 1 = 4 s
+    case = {"last_keepalive": 10.0, "crash": 10.0, "granted": 17.1}
+    r = checker.check_grant_delays([dict(case, promotions=[1.0, 13.43])], bound=4.0,
+                                   promotion=5.5)
+    assert r["valid"], r["violations"]
+    assert r["stats"]["grant_allowed_after_s"] == [9.93]
+    assert r["stats"]["grant_cases_with_election"] == 1
+    # without the promotions (or a promotion given) it is a violation, as before
+    assert not checker.check_grant_delays([case], bound=4.0, promotion=5.5)["valid"]
+    assert not checker.check_grant_delays([dict(case, promotions=[13.43])], bound=4.0)["valid"]
+    # a leader ready only after the session was due does not excuse the old one
+    late = checker.check_grant_delays([dict(case, promotions=[14.5])], bound=4.0,
+                                      promotion=5.5)
+    assert late["violations"] == ["case 0: granted 7.100s after the holder's last keepalive "
+                                  "(bound 4.000s)"]
+    # the grace runs from the new leader's start: later still is a violation, and says so
+    slow = checker.check_grant_delays([dict(case, granted=21.0, promotions=[13.43])],
+                                      bound=4.0, promotion=5.5)
+    assert slow["violations"] == ["case 0: granted 11.000s after the holder's last keepalive "
+                                  "(bound 9.930s; a leader became ready 3.430s after it)"]
+
+
+def test_leaders_ready_reads_every_nodes_log_on_the_monotonic_clock():
+    import time
+
+    from lockd_cluster.workloads import leaders_ready
+
+    now = time.time()
+
+    def stamp(t):
+        import datetime
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(
+            timespec="microseconds").replace("+00:00", "Z")
+
+    class Logs:
+        nodes = [0, 1]
+
+        def logs(self, i):
+            return [
+                f'{{"event": "leader_ready", "epoch": 1, "timestamp": "{stamp(now - 10)}"}}\n'
+                'not json at all "leader_ready"\n'
+                f'{{"event": "leader_lost", "timestamp": "{stamp(now - 6)}"}}\n',
+                f'{{"event": "leader_ready", "epoch": 2, "timestamp": "{stamp(now - 5)}"}}\n',
+            ][i]
+    got = leaders_ready(Logs())
+    mono = time.monotonic()
+    assert len(got) == 2 and got == sorted(got)
+    assert abs((mono - got[0]) - 10) < 1.0 and abs((mono - got[1]) - 5) < 1.0
+
+
 def test_failover_gaps_are_also_judged_at_their_median():
     cases = [{"kill": 0.0, "first_grant": 1.0}, {"kill": 10.0, "first_grant": 14.5},
              {"kill": 20.0, "first_grant": 24.0}]
