@@ -18,6 +18,7 @@ import structlog
 
 from . import acl as A
 from .errors import ErrorCode, to_status
+from .interceptors import PerMethodInterceptor
 from .tls import identity_of
 
 log = structlog.get_logger(component="auth")
@@ -57,10 +58,11 @@ def _bad_message_status(bad: _Undecodable) -> grpc.Status:
 _OWNERSHIP_IN_SERVICER = {"/lockd.v1.Lock/CloseSession"}
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(PerMethodInterceptor):
     """Checks the ACL for every RPC (see module docstring). `acl=None` allows everything."""
 
     def __init__(self, acl: A.Acl | None = None, session_owner=None) -> None:
+        super().__init__()
         self.acl = acl or A.Acl.allow_all_acl()
         # session id -> the identity that opened it (None: no such session); read from the FSM
         self.session_owner = session_owner
@@ -104,11 +106,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         log.info("session_access_denied", identity=identity)
         return to_status(ErrorCode.SESSION_NOT_FOUND, "session not found (expired or closed)")
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
+    def _wrap(self, method: str, handler):
         rule = A.rule_for(method)
         deser = _safe_deserializer(handler.request_deserializer)
         ser = handler.response_serializer

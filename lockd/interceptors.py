@@ -71,22 +71,47 @@ def rpc_handler(fn):
     return wrapper
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every unary RPC into `lockd_rpc_duration_seconds{service,method,code}` and counts
-    streaming RPCs (started, active). Covers every service, health and reflection included."""
+class PerMethodInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that wraps each method's handler ONCE and hands out the same wrapped
+    handler on every call (`_wrap(method, handler)`): a method's registered handler never
+    changes, so building closures and a handler per RPC only cost time on the hot path
+    (docs/performance.md, "The gRPC floor"). Everything that depends on the call is read
+    inside the wrapper, at call time."""
 
-    def __init__(self, metrics) -> None:
-        self._m = metrics
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple] = {}
+
+    def _wrap(self, method: str, handler):
+        raise NotImplementedError
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        method = handler_call_details.method
+        hit = self._wrapped.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+class MetricsInterceptor(PerMethodInterceptor):
+    """Times every unary RPC into `lockd_rpc_duration_seconds{service,method,code}` and counts
+    streaming RPCs (started, active). Covers every service, health and reflection included."""
+
+    def __init__(self, metrics) -> None:
+        super().__init__()
+        self._m = metrics
+
+    def _wrap(self, full_method: str, handler):
+        service, _, method = full_method.lstrip("/").rpartition("/")
         service = service.rpartition(".")[2] or service
         m = self._m
         if handler.unary_unary is not None:
             inner = handler.unary_unary
+            by_code: dict[str, object] = {}      # the histogram's child per status code
 
             async def unary_unary(request, context):
                 t0 = time.perf_counter()
@@ -104,7 +129,10 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                     code = _status_name(context, "UNKNOWN")
                     raise
                 finally:
-                    m.rpc_seconds.labels(service, method, code).observe(time.perf_counter() - t0)
+                    child = by_code.get(code)
+                    if child is None:
+                        child = by_code[code] = m.rpc_seconds.labels(service, method, code)
+                    child.observe(time.perf_counter() - t0)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, request_deserializer=handler.request_deserializer,
@@ -182,7 +210,7 @@ def client_key(context) -> str:
 RATE_WAIT_S = 0.25
 
 
-class RateLimitInterceptor(grpc.aio.ServerInterceptor):
+class RateLimitInterceptor(PerMethodInterceptor):
     """`--max-request-rate` / `--max-request-burst`: a token bucket per client (`client_key`)
     for the `RATE_LIMITED` RPCs, checked before the ACL and the servicer, so a refusal costs
     no Raft entry. A call over the rate waits for its token up to `RATE_WAIT_S`; beyond, it
@@ -191,6 +219,7 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, limits, clock=time.monotonic, wait: float = RATE_WAIT_S) -> None:
         from .limits import RateLimiter
 
+        super().__init__()
         self.rate = limits.request_rate
         self.limiter = RateLimiter(limits.request_rate, limits.request_burst)
         self.clock = clock
@@ -204,10 +233,8 @@ class RateLimitInterceptor(grpc.aio.ServerInterceptor):
                          f"per second from this client; retry later",
                          {"limit": "request_rate", "max": str(self.rate)})
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if (handler is None or handler.unary_unary is None
-                or handler_call_details.method not in RATE_LIMITED):
+    def _wrap(self, method: str, handler):
+        if handler.unary_unary is None or method not in RATE_LIMITED:
             return handler
         inner = handler.unary_unary
         reserve, clock, max_wait = self.limiter.reserve, self.clock, self.wait
