@@ -37,6 +37,7 @@ from pysyncobj.transport import TCPTransport
 from . import datadir
 
 from .commands import (
+    Barrier,
     BeginEpoch,
     CheckpointSessions,
     ClearSilence,
@@ -394,6 +395,8 @@ class ReplicatedNode:
         self._plock = threading.Lock()
         self._pending: list[tuple[object, Future]] = []
         self._inflight: list[_Batch] = []
+        # (loop, future) of the Barrier in `_pending`, not yet in an entry: readers share it
+        self._pending_barrier: tuple[object, object] | None = None
         self._consumer = _LockConsumer(self)
         self._syncobj: SyncObj | None = None
         self._tick_calls: collections.deque = collections.deque()   # run on the tick thread
@@ -477,6 +480,7 @@ class ReplicatedNode:
         with self._plock:
             pending, self._pending = self._pending, []
             inflight, self._inflight = self._inflight, []
+            self._pending_barrier = None
         gone = Result("UNAVAILABLE", {"error": "node stopping"})
         _resolve_all([(fut, gone) for _, fut in pending]
                      + [(fut, gone) for b in inflight for fut in b.futures])
@@ -533,6 +537,32 @@ class ReplicatedNode:
         where `asyncio.wrap_future(propose(cmd))` costs one per command."""
         return self._propose_into(cmd, asyncio.get_running_loop().create_future())
 
+    def barrier_aio(self) -> asyncio.Future:
+        """A linearizable read point for a coroutine: resolves once a Barrier entry appended
+        after this call is applied here (ReadIndex done with the log).
+
+        Readers share a Barrier still waiting in the pending queue, i.e. not yet in an entry:
+        wherever it lands, it lands after every one of them arrived. So reads add at most one
+        small command to each entry and never an entry of their own (DESIGN §4.4). Await it
+        through `asyncio.shield`: the future is shared.
+        """
+        loop = asyncio.get_running_loop()
+        with self._plock:
+            shared = self._pending_barrier
+            if shared is not None and shared[0] is loop:
+                return shared[1]
+        fut = loop.create_future()
+        if self._stopped or self._syncobj is None:
+            _resolve(fut, Result("UNAVAILABLE", {"error": "node stopping"}))
+            return fut
+        with self._plock:
+            self._pending.append((Barrier(), fut))
+            self._pending_barrier = (loop, fut)
+            batch = self._take_batch_locked()
+        if batch is not None:
+            self._send(batch)
+        return fut
+
     def _propose_into(self, cmd, fut):
         if self._stopped or self._syncobj is None:
             _resolve(fut, Result("UNAVAILABLE", {"error": "node stopping"}))
@@ -549,6 +579,9 @@ class ReplicatedNode:
             return None
         n = self.config.max_batch
         items, self._pending = self._pending[:n], self._pending[n:]
+        shared = self._pending_barrier
+        if shared is not None and not any(f is shared[1] for _, f in self._pending):
+            self._pending_barrier = None          # it is in this entry: newcomers need another
         b = _Batch([f for _, f in items], time.monotonic())
         b_cmds = [c for c, _ in items]
         self._inflight.append(b)
@@ -592,6 +625,7 @@ class ReplicatedNode:
         with self._plock:
             pending, self._pending = self._pending, []
             inflight, self._inflight = self._inflight, []
+            self._pending_barrier = None
             for b in inflight:
                 b.done = True
         lost = Result("UNAVAILABLE", {"error": why})

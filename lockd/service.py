@@ -98,9 +98,6 @@ class LockService(pbg.LockServicer):
 
     def __init__(self, node: "LockdNode"):
         self.node = node
-        self._barrier_next: asyncio.Future | None = None   # joined by readers, not yet sent
-        self._barrier_sending = False                      # one Barrier in flight at a time
-        self._barrier_task: asyncio.Task | None = None
         # (session, request id) of every Acquire being handled here, with how many attempts
         self._acquiring: dict[tuple[str, str], int] = {}
 
@@ -159,41 +156,13 @@ class LockService(pbg.LockServicer):
         await self._barrier()
 
     async def _barrier(self) -> None:
-        """Return once a Barrier entry proposed after this call began is applied here.
+        """Return once a Barrier entry appended after this call began is applied here.
 
         That is a linearizable read point (ReadIndex done with the log): the entry commits in
         this leader's term, so everything acknowledged before the call is applied. Concurrent
-        readers share one entry: while a Barrier is in flight, newcomers join the next one,
-        sent when it returns -- so a burst of reads costs two entries, not one each.
+        readers share one Barrier while it waits for its entry (`ReplicatedNode.barrier_aio`).
         """
-        fut = self._barrier_next
-        if fut is None:
-            fut = self._barrier_next = asyncio.get_running_loop().create_future()
-            if not self._barrier_sending:
-                self._send_barrier()
-        self._check(await asyncio.shield(fut))
-
-    def _send_barrier(self) -> None:
-        fut, self._barrier_next = self._barrier_next, None
-        self._barrier_sending = True
-
-        async def send() -> None:
-            try:
-                r = await self._propose(C.Barrier())
-            except asyncio.CancelledError:         # the loop is shutting down
-                fut.cancel()
-                self._barrier_sending = False
-                raise
-            except Exception as e:  # noqa: BLE001 - every joiner gets the same failure
-                fut.set_exception(e)
-            else:
-                fut.set_result(r)
-            self._barrier_sending = False
-            if self._barrier_next is not None:
-                self._send_barrier()
-        # Joiners may all be gone (cancelled): mark a failure retrieved so asyncio stays quiet.
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._barrier_task = asyncio.get_running_loop().create_task(send())   # keep a reference
+        self._check(await asyncio.shield(self.node.raft.barrier_aio()))
 
     # ------------------------------------------------------------ limits (before proposing)
 

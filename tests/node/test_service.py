@@ -88,34 +88,52 @@ def test_try_acquire_of_a_held_lock_returns_not_granted(stub):
     assert not r.granted and r.token == 0
 
 
-def test_tries_of_a_busy_lock_share_barriers_instead_of_a_raft_write_each(lockd_node, stub):
-    """A try-Acquire of a held lock is a read: concurrent ones share one Barrier entry (a
-    flood of them cannot fill the log), and the answer is never older than the call."""
+def test_tries_of_a_busy_lock_are_reads_that_share_one_barrier(lockd_node, stub):
+    """A try-Acquire of a held lock is a read: no Acquire reaches the log (nothing recorded for
+    its request id), and tries waiting for the same entry share one Barrier command. While
+    proposals are held (as during a leadership transfer) 40 tries queue ONE Barrier; released,
+    it is one entry of one command. Not a stale answer either: after the holder's release the
+    very next try is granted."""
     a, b = open_session(stub), open_session(stub)
     held = acquire(stub, a, "t/flooded")
-    registry = lockd_node.node.metrics.registry
+    node = lockd_node.node
+    registry = node.metrics.registry
 
-    def proposed() -> float:
-        return registry.get_sample_value("lockd_raft_batch_commands_sum") or 0.0
+    def sample(name: str) -> float:
+        return registry.get_sample_value(name) or 0.0
 
-    before = proposed()
     n = 40
+    rids = [uuid.uuid4().hex for _ in range(n)]
     answers, errors = [], []
 
-    def try_once():
+    def try_once(rid):
         try:
-            answers.append(acquire(stub, b, "t/flooded"))
+            answers.append(acquire(stub, b, "t/flooded", rid=rid))
         except grpc.RpcError as e:      # pragma: no cover - reported below
             errors.append(e)
-    threads = [threading.Thread(target=try_once) for _ in range(n)]
-    for t in threads:
-        t.start()
+    node.raft.hold_proposals(True)
+    try:
+        threads = [threading.Thread(target=try_once, args=(r,)) for r in rids]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(node.raft._pending) >= 1 and not answers, 10,
+                   message="the tries to queue their barrier")
+        time.sleep(0.3)                              # let every try reach the queue
+        queued = [type(c).__name__ for c, _ in node.raft._pending]
+        entries0 = sample("lockd_raft_batch_commands_count")
+        commands0 = sample("lockd_raft_batch_commands_sum")
+    finally:
+        node.raft.hold_proposals(False)
     for t in threads:
         t.join(30)
+    assert queued == ["Barrier"], queued
     assert not errors and len(answers) == n
     assert all(not r.granted and r.lock.holders[0].token == held.token for r in answers)
-    assert proposed() - before < n / 2, "each try of a busy lock proposed a command"
-    # Fresh, not cached: once the holder has released, the very next try is granted.
+    assert sample("lockd_raft_batch_commands_count") - entries0 >= 1
+    assert sample("lockd_raft_batch_commands_sum") - commands0 <= 2    # the barrier (+ a checkpoint)
+    recorded = [lockd_node.call(lambda r=r: _read(lockd_node, lambda f: f.result_of(b, r)))
+                for r in rids]
+    assert recorded == [None] * n, "a try of a busy lock was written to the log"
     stub.Release(pb.ReleaseRequest(session_id=a, name="t/flooded", token=held.token,
                                    request_id=uuid.uuid4().hex), timeout=10)
     r = acquire(stub, b, "t/flooded")
