@@ -461,31 +461,6 @@ class LockStateMachine:
         self._emit(WaiterAdded(cmd.lock, cmd.session_id, cmd.request_id))
         return None, {"queued": True}
 
-    def try_refusal(self, cmd: Acquire) -> bool:
-        """Would `cmd`, a try-Acquire (wait=False), be answered {"granted": False} with no
-        effect but the outcome recorded for retries? True only in the plain case: a known
-        session, a new request id, a lock held by others that it conflicts with (or one with
-        waiters or a lock-delay). The leader then answers it after a shared barrier instead of
-        a Raft write of its own (`LockService.Acquire`); anything else goes through `_acquire`.
-        Read-only; mirrors `_acquire`'s checks, and the model test holds the two together."""
-        if cmd.wait:
-            return False
-        s = self.sessions.get(cmd.session_id)
-        lk = self.locks.get(cmd.lock)
-        if s is None or lk is None or lk.idle or cmd.request_id in s.results:
-            return False
-        if cmd.session_id in lk.holders or cmd.lock in s.waits:
-            return False
-        if cmd.reentrant and not cmd.owner or not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
-            return False
-        if cmd.mode == EXCLUSIVE and cmd.permits != lk.permits:
-            return False                     # MODE_CONFLICT
-        if cmd.mode == SHARED and lk.permits > 1:
-            return False                     # MODE_CONFLICT
-        if len(s.held) + len(s.waits) >= MAX_LOCKS_PER_SESSION:
-            return False                     # LIMIT_EXCEEDED
-        return bool(lk.waiters or lk.delay_until_ms or not lk.compatible(cmd.mode, cmd.permits))
-
     @staticmethod
     def _grant_value(h: Holder) -> dict:
         """The result of a grant; a reentrant one also carries its hold count."""

@@ -98,8 +98,6 @@ class LockService(pbg.LockServicer):
 
     def __init__(self, node: "LockdNode"):
         self.node = node
-        # (session, request id) of every Acquire being handled here, with how many attempts
-        self._acquiring: dict[tuple[str, str], int] = {}
 
     # ------------------------------------------------------------ helpers
 
@@ -341,38 +339,12 @@ class LockService(pbg.LockServicer):
         node.require_ready()
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [name], wait, len(request.value))
-        cmd = C.Acquire(sid, name, rid, mode, permits, wait, bytes(request.value),
-                        request.reentrant, request.owner, request.lock_delay_ms)
-        key = (sid, rid)
-        earlier = self._acquiring.get(key, 0)
-        self._acquiring[key] = earlier + 1
-        try:
-            if not wait and not earlier and node.raft.read(lambda f: f.try_refusal(cmd)):
-                # A try of a busy lock is a read: answered after a shared barrier, not with a
-                # Raft write of its own (a flood of them must not fill the log). Not recorded
-                # for retries: nothing changed, so a retry is simply asked again. Only when no
-                # earlier attempt with this request id is still being handled here: that one
-                # may yet be proposed and granted, so a retry must meet it in the log.
-                await self._barrier()
-                view = node.raft.read(
-                    lambda f: f.lock_view(name) if f.try_refusal(cmd) else False)
-                if view is not False:
-                    return pb.AcquireResponse(granted=False, lock=self._lock_info(view, name))
-            return await self._acquire(request, cmd, wait)
-        finally:
-            if self._acquiring[key] == 1:
-                del self._acquiring[key]
-            else:
-                self._acquiring[key] -= 1
-
-    async def _acquire(self, request, cmd: C.Acquire, wait: bool) -> pb.AcquireResponse:
-        """Acquire through Raft: granted, refused, or parked until granted or timed out."""
-        node = self.node
-        sid, name, rid = cmd.session_id, cmd.lock, cmd.request_id
         fut = node.waiters.register(sid, name, rid) if wait else None
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
-            v = self._check(await self._propose(cmd))
+            v = self._check(await self._propose(C.Acquire(
+                sid, name, rid, mode, permits, wait, bytes(request.value), request.reentrant,
+                request.owner, request.lock_delay_ms)))
             if v.get("granted"):
                 return self._granted(name, v["token"], v.get("count", 1))
             if not v.get("queued"):
