@@ -103,12 +103,14 @@ def elect(ctx: click.Context, name: str, value: str | None, listen: bool, ttl: f
                 with client.session(ttl=ttl, name=f"lockd-elect {who}"[:128]) as s:
                     e = s.election(name, value=who if value is None else value)
                     e.campaign()
-                    if as_json:
-                        _line({"event": "leading", "name": name, "term": e.token,
-                               "value": _text(e.value)})
-                    else:
-                        click.echo(f"leading {name} (term {e.token})")
                     try:
+                        # Inside the try: a signal that lands while the line is written (the
+                        # reader may act on it at once) must resign, not "interrupt before".
+                        if as_json:
+                            _line({"event": "leading", "name": name, "term": e.token,
+                                   "value": _text(e.value)})
+                        else:
+                            click.echo(f"leading {name} (term {e.token})")
                         while e.leading():
                             e.lost.wait(0.1)
                     except _Interrupted:
