@@ -580,7 +580,7 @@ class ReplicatedNode:
         n = self.config.max_batch
         items, self._pending = self._pending[:n], self._pending[n:]
         shared = self._pending_barrier
-        if shared is not None and not any(f is shared[1] for _, f in self._pending):
+        if shared is not None and any(f is shared[1] for _, f in items):
             self._pending_barrier = None          # it is in this entry: newcomers need another
         b = _Batch([f for _, f in items], time.monotonic())
         b_cmds = [c for c, _ in items]

@@ -147,19 +147,13 @@ class LockService(pbg.LockServicer):
                      for w in view["waiters"]])
 
     async def _linearize(self, stale_ok: bool) -> None:
-        """Default reads wait for a barrier entry on the ready leader (see `_barrier`)."""
+        """Default reads return once a Barrier entry appended after the call began is applied
+        on the ready leader: a linearizable read point (ReadIndex done with the log), since
+        the entry commits in this leader's term. Concurrent readers share one Barrier while it
+        waits for its entry (`ReplicatedNode.barrier_aio`)."""
         if stale_ok:
             return
         self.node.require_ready()
-        await self._barrier()
-
-    async def _barrier(self) -> None:
-        """Return once a Barrier entry appended after this call began is applied here.
-
-        That is a linearizable read point (ReadIndex done with the log): the entry commits in
-        this leader's term, so everything acknowledged before the call is applied. Concurrent
-        readers share one Barrier while it waits for its entry (`ReplicatedNode.barrier_aio`).
-        """
         self._check(await asyncio.shield(self.node.raft.barrier_aio()))
 
     # ------------------------------------------------------------ limits (before proposing)

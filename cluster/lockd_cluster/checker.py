@@ -298,6 +298,7 @@ def check_grant_delays(cases: list[dict], *, bound: float, promotion: float | No
     from one a deposed leader still renews: it gives it `promotion` from its own start
     (docs/sessions.md), and the waiter is then due within `slack` of that. Such cases are
     counted in `grant_cases_with_election`, and their violations say so.
+    `grant_allowed_after_s` has each case's allowed delay, in case order (None: never granted).
     """
     violations = []
     delays = []
@@ -307,6 +308,7 @@ def check_grant_delays(cases: list[dict], *, bound: float, promotion: float | No
         if c.get("granted") is None:
             violations.append(f"case {i}: the waiter was never granted after the holder "
                               f"crashed at {_fmt(c['crash'])}")
+            allowed_after.append(None)
             continue
         d = c["granted"] - c["last_keepalive"]
         delays.append(round(d, 3))

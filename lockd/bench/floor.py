@@ -22,22 +22,15 @@ import argparse
 import asyncio
 import dataclasses
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 
+from .runner import proc_cpu_seconds
 from .stats import percentile
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _serve(port: int, interceptors: bool) -> None:
+async def _serve(interceptors: bool) -> None:
     import grpc
 
     from lockd.limits import Limits
@@ -71,16 +64,10 @@ async def _serve(port: int, interceptors: bool) -> None:
                  AuthInterceptor(None)]
     server = grpc.aio.server(options=server_options(limits), interceptors=chain)
     pbg.add_LockServicer_to_server(Noop(), server)
-    server.add_insecure_port(f"127.0.0.1:{port}")
+    port = server.add_insecure_port("127.0.0.1:0")     # the kernel picks: no race for a port
     await server.start()
-    print("ready", flush=True)
+    print(f"ready {port}", flush=True)
     await server.wait_for_termination()
-
-
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _drive(port: int, workers: int, warmup: float, duration: float, pid: int,
@@ -129,17 +116,16 @@ async def _drive(port: int, workers: int, warmup: float, duration: float, pid: i
                 if t0 >= start:
                     cycles.append(loop.time() - t0)
 
-        await asyncio.sleep(0)
         cpu0 = None
 
         async def sample() -> None:
             nonlocal cpu0
             await asyncio.sleep(max(0.0, start - loop.time()))
-            cpu0 = (_cpu(pid), time.process_time())
+            cpu0 = (proc_cpu_seconds(pid), time.process_time())
         sampler = asyncio.ensure_future(sample())
         await asyncio.gather(*(one(i) for i in range(workers)))
         await sampler
-        server_cpu = _cpu(pid) - cpu0[0]
+        server_cpu = proc_cpu_seconds(pid) - cpu0[0]
         client_cpu = time.process_time() - cpu0[1]
     n = len(cycles)
     return {
@@ -164,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="each loop's two exchanges are messages on one bidi stream "
                          "(KeepAlive), not two unary calls")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.serve:
-        asyncio.run(_serve(a.serve, a.interceptors))
+        asyncio.run(_serve(a.interceptors))
         return 0
     try:
         counts = [int(w) for w in a.workers.split(",")]
@@ -175,16 +161,16 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         ap.error(f"--workers: a comma list of positive integers, got {a.workers!r}")
-    port = _free_port()
-    cmd = [sys.executable, "-m", "lockd.bench.floor", "--serve", str(port)]
+    cmd = [sys.executable, "-m", "lockd.bench.floor", "--serve"]
     if a.interceptors:
         cmd.append("--interceptors")
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     try:
-        if child.stdout.readline().strip() != "ready":
+        word, _, port = child.stdout.readline().strip().partition(" ")
+        if word != "ready":
             print("floor: the server did not start", file=sys.stderr)
             return 2
-        rows = [asyncio.run(_drive(port, w, a.warmup, a.duration, child.pid, a.stream))
+        rows = [asyncio.run(_drive(int(port), w, a.warmup, a.duration, child.pid, a.stream))
                 for w in counts]
     finally:
         child.terminate()

@@ -91,34 +91,31 @@ def test_try_acquire_of_a_held_lock_returns_not_granted(stub):
 def test_linearizable_reads_waiting_for_the_same_entry_share_one_barrier(lockd_node, stub):
     """DESIGN 4.4: a default (linearizable) read waits for a Barrier entry, and reads that
     wait for the same entry share one Barrier command. While proposals are held (as during
-    a leadership transfer) 40 concurrent GetLocks queue ONE Barrier; released, every read
-    answers, and answers the state as of after the call (the holder it just took)."""
+    a leadership transfer) 40 concurrent reads queue ONE Barrier; released, every read
+    returns, and a read answers the state as of after the call (the holder it just took)."""
+    import asyncio
+
     a = open_session(stub)
     held = acquire(stub, a, "t/read")
     node = lockd_node.node
     n = 40
-    answers, errors = [], []
 
-    def read_once():
+    async def reads():
+        node.raft.hold_proposals(True)
         try:
-            answers.append(stub.GetLock(pb.GetLockRequest(name="t/read"), timeout=30))
-        except grpc.RpcError as e:      # pragma: no cover - reported below
-            errors.append(e)
-    node.raft.hold_proposals(True)
-    try:
-        threads = [threading.Thread(target=read_once) for _ in range(n)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: len(node.raft._pending) >= 1, 10, message="a read to queue a barrier")
-        time.sleep(0.3)                              # let every read reach the queue
-        queued = [type(c).__name__ for c, _ in node.raft._pending]
-    finally:
-        node.raft.hold_proposals(False)
-    for t in threads:
-        t.join(30)
+            tasks = [asyncio.ensure_future(node.lock_service._linearize(False))
+                     for _ in range(n)]
+            await asyncio.sleep(0)               # each task runs up to its barrier
+            queued = [type(c).__name__ for c, _ in node.raft._pending]
+        finally:
+            node.raft.hold_proposals(False)
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        return queued, results
+    queued, results = lockd_node.call(reads, timeout=40)
     assert queued == ["Barrier"], queued
-    assert not errors and len(answers) == n
-    assert all(r.exists and r.lock.holders[0].token == held.token for r in answers)
+    assert results == [None] * n
+    r = stub.GetLock(pb.GetLockRequest(name="t/read"), timeout=30)
+    assert r.exists and r.lock.holders[0].token == held.token
 
 
 def test_tokens_strictly_increase_across_grants(stub):

@@ -148,6 +148,7 @@ def test_grant_delays_and_failover_gaps():
                                       {"last_keepalive": 1, "crash": 1, "granted": None}],
                                      bound=4.0)
     assert len(bad["violations"]) == 2
+    assert bad["stats"]["grant_allowed_after_s"] == [4.0, None]     # in case order
     assert checker.check_failover_gaps([{"kill": 5.0, "first_grant": 6.5}], bound=3.0)["valid"]
     assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": 8.5}], bound=3.0)["valid"]
     assert not checker.check_failover_gaps([{"kill": 5.0, "first_grant": None}], bound=3.0)["valid"]
