@@ -908,6 +908,10 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
               help="flood: normal uncontended workers (one process each) whose p99 is measured.")
 @click.option("--flood-streams", type=click.IntRange(1, 10_000), default=16, show_default=True,
               help="flood: concurrent request loops of the flooding process (one connection).")
+@click.option("--flood-nice", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="flood: nice increment of the flooding process (its own CPU, which on a "
+                   "network is another machine's, then does not crowd the cluster on this "
+                   "one).")
 @click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
               help="--local: pass ARG to every node's `lockd serve` (repeatable), e.g. "
                    "--serve-arg=--max-request-rate=200.")
@@ -921,7 +925,8 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
           workloads: tuple[str, ...], workers: tuple[int, ...], contended_workers: int,
           duration: float, warmup: float, sessions: int, session_ttl: float, ttl: float,
           failover_repeats: int, procs: int, flood_workers: int, flood_streams: int,
-          serve_args: tuple[str, ...], repeat: int, as_json: bool, out: str | None) -> None:
+          flood_nice: int, serve_args: tuple[str, ...], repeat: int, as_json: bool,
+          out: str | None) -> None:
     """Measure a cluster: lock throughput and latency, hand-off, keepalives, failover.
 
     Against --endpoints / LOCKD_ENDPOINTS, or (--local) a private local cluster that it
@@ -936,7 +941,8 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
         workloads=workloads, workers=workers, contended_workers=contended_workers,
         duration=duration, warmup=warmup, sessions=sessions, session_ttl=session_ttl, ttl=ttl,
         failover_repeats=failover_repeats, procs=procs, repeat=repeat,
-        flood_workers=flood_workers, flood_streams=flood_streams, serve_args=serve_args,
+        flood_workers=flood_workers, flood_streams=flood_streams, flood_nice=flood_nice,
+        serve_args=serve_args,
         log=lambda msg: click.echo(f"lockd: bench: {msg}", err=True))
     try:
         data = run_suite(opts)

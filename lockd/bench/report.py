@@ -129,7 +129,8 @@ def render(data: dict, console: Any = None) -> None:
                           f"{_cell(s, 'flooder.accepted_per_s', '{:,.0f}')}/s accepted, "
                           f"{_cell(s, 'flooder.refused_per_s', '{:,.0f}')}/s refused "
                           f"(request_rate); {_cell(s, 'flooder.streams', '{:.0f}', spread=False)}"
-                          f" streams, {_cell(s, 'flooder.cpu_cores', '{:.2f}')} cores"])
+                          f" streams, nice {_cell(s, 'flooder.nice', '{:.0f}', spread=False)}, "
+                          f"{_cell(s, 'flooder.cpu_cores', '{:.2f}')} cores"])
         elif kind == "holder-failover":
             rows2.append([key, f"waiter granted {_cell(s, 'median_s', '{:.2f}', 1, ' s')}",
                           f"after the kill: {_cell(s, 'median_from_kill_s', '{:.2f}', 1, ' s')}",

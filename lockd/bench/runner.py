@@ -76,6 +76,7 @@ class BenchOptions:
     repeat: int = 1
     flood_workers: int = 4                    # flood: normal workers measured
     flood_streams: int = 16                   # flood: request loops of the flooder
+    flood_nice: int = 0                       # flood: nice increment of the flooder process
     serve_args: tuple[str, ...] = ()          # --local: extra `lockd serve` flags
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
 
@@ -425,6 +426,7 @@ def bench_flood(target: Target, opts: BenchOptions, prefix: str) -> dict:
     specs = [{"workers": part, "ttl": opts.session_ttl, "lock_prefix": prefix + "flooded/"}
              for part in _split(ids, procs)]
     specs.append({"kind": "flood", "workers": [], "streams": opts.flood_streams,
+                  "nice": opts.flood_nice,
                   "lock_prefix": prefix})
     flooded = run_workers(target, opts, "uncontended", specs)
 
@@ -448,7 +450,8 @@ def bench_flood(target: Target, opts: BenchOptions, prefix: str) -> dict:
         "p99_ratio": _round(p99b / p99a, 2) if p99a and p99b else None,
         "p50_ratio": _round(b["cycle_ms"]["p50_ms"] / a["cycle_ms"]["p50_ms"], 2)
         if a["cycle_ms"].get("p50_ms") and b["cycle_ms"].get("p50_ms") else None,
-        "flooder": {"streams": f["streams"], "sent_per_s": _round(sent / opts.duration, 1),
+        "flooder": {"streams": f["streams"], "nice": f.get("niceness"),
+                    "sent_per_s": _round(sent / opts.duration, 1),
                     "accepted_per_s": _round((f["accepted"] + f["busy"]) / opts.duration, 1),
                     "refused_per_s": _round(f["refused"] / opts.duration, 1),
                     "accepted": f["accepted"] + f["busy"], "busy": f["busy"],

@@ -296,7 +296,8 @@ class FloodWorkload:
 
         await asyncio.gather(*(one(k) for k in range(self.spec["streams"])))
         return {"flood": dict(counts, other=other, leader=self.leader,
-                              streams=self.spec["streams"]), "errors": []}
+                              streams=self.spec["streams"], niceness=os.nice(0)),
+                "errors": []}
 
     async def teardown(self) -> None:
         if self.channel is not None:
@@ -310,6 +311,8 @@ WORKLOADS = {"uncontended": LockWorkload, "contended": LockWorkload,
 async def serve(spec: dict) -> int:
     """Run the protocol of the module docstring for one spec; returns the exit status."""
     loop = asyncio.get_running_loop()
+    if spec.get("nice"):
+        os.nice(int(spec["nice"]))
     work = WORKLOADS[spec["kind"]](spec)
     try:
         try:
@@ -321,20 +324,21 @@ async def serve(spec: dict) -> int:
         msg = await _read_line(loop)
         window = Window(float(msg["go"]), spec["warmup"], spec["duration"])
         await asyncio.sleep(max(0.0, window.go - time.monotonic()))
-        await asyncio.sleep(max(0.0, window.start - time.monotonic()))
-        cpu0, wall0 = cpu_seconds(), time.monotonic()
-        at_end: list[float] = []
+        samples: list[float] = []
 
-        async def sample_at_end() -> None:
-            # CPU over the window only: draining the last waiters afterwards is not load.
+        async def sample_window() -> None:
+            # CPU over the window only: neither the warmup (the load runs from START, so the
+            # window sees it warm) nor draining the last waiters afterwards.
+            await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+            samples.extend((cpu_seconds(), time.monotonic()))
             await asyncio.sleep(max(0.0, window.end - time.monotonic()))
-            at_end.extend((cpu_seconds(), time.monotonic()))
+            samples.extend((cpu_seconds(), time.monotonic()))
 
-        sampler = asyncio.ensure_future(sample_at_end())
+        sampler = asyncio.ensure_future(sample_window())
         result = await work.run(window)
         await sampler
-        result["cpu_s"] = at_end[0] - cpu0
-        result["wall_s"] = at_end[1] - wall0
+        result["cpu_s"] = samples[2] - samples[0]
+        result["wall_s"] = samples[3] - samples[1]
         result["pid"] = os.getpid()
         _send({"result": result})
         return 0

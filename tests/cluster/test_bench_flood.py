@@ -14,7 +14,7 @@ def test_bench_flood_reports_both_p99s_and_the_flooders_counts():
     # 0.8 s for their tokens, beyond the node's 0.25 s, so some of the flooder's calls are refused.
     data = run_bench("127.0.0.1:1", "--local", "--nodes", "1", "-w", "flood",
                      "--flood-workers", "1", "--flood-streams", "16", "--duration", "1",
-                     "--warmup", "0", "--serve-arg=--max-request-rate=20",
+                     "--warmup", "0", "--flood-nice", "5", "--serve-arg=--max-request-rate=20",
                      "--serve-arg=--max-request-burst=20", timeout=120)
     run = data["runs"][0]
     assert set(run) == {"flood/1"}
@@ -26,5 +26,6 @@ def test_bench_flood_reports_both_p99s_and_the_flooders_counts():
     assert f["p99_ratio"] > 0 and f["p50_ratio"] > 0
     fl = f["flooder"]
     assert fl["streams"] == 16 and fl["accepted"] > 0 and fl["refused"] > 0
+    assert fl["nice"] >= 5                      # the flooding process really ran reniced
     assert fl["sent_per_s"] >= fl["accepted_per_s"] + fl["refused_per_s"] - 0.2
     assert "p99_ratio" in data["summary"]["flood/1"]

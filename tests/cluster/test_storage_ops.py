@@ -85,3 +85,5 @@ def test_fsync_cluster_keeps_acknowledged_locks_across_a_kill_of_every_node(fsyn
             assert s.alive
     for i in range(len(fsync_cluster)):
         assert '"fsync": true' in fsync_cluster.logs(i)
+        # run_node moves the start-up heap out of the collector's reach (freeze_startup_heap)
+        assert '"event": "heap_frozen"' in fsync_cluster.logs(i)

@@ -343,3 +343,31 @@ def test_dump_of_a_snapshot_is_a_gzip_tuple_the_checker_reads(tmp_path, port):
     assert last[0] == prev[0] + 1
     with gzip.open(os.path.join(data, datadir.DUMP_FILE)) as g:
         assert g.read(2)
+
+
+def test_snapshot_dumps_are_written_fast_at_gzip_level_1(tmp_path, port):
+    # docs/performance.md "Collector pauses and snapshots": at level 9 the snapshot children
+    # stalled every node.
+    data = str(tmp_path / "n")
+    _with_snapshot(data, port)
+    with open(os.path.join(data, datadir.DUMP_FILE), "rb") as f:
+        header = f.read(10)
+    assert header[:2] == b"\x1f\x8b"
+    assert header[8] == 4                       # XFL 4: "fastest algorithm" (level 1)
+
+
+def test_a_snapshot_child_runs_at_a_lower_priority(tmp_path, port):
+    node = _start(str(tmp_path / "n"), port)    # registers the fork hook
+    try:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:                            # what pysyncobj's snapshot child would see
+            os.write(w, str(os.nice(0)).encode())
+            os._exit(0)
+        os.close(w)
+        child_nice = int(os.read(r, 16))
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert child_nice - os.nice(0) == replication.SNAPSHOT_NICE
+    finally:
+        node.stop()

@@ -197,3 +197,46 @@ def test_bench_help_lists_the_workloads(run):
     assert r.exit_code == 0
     for w in ("uncontended", "contended", "keepalive", "failover", "holder-failover"):
         assert w in r.output
+
+
+def test_a_worker_runs_its_load_through_the_warmup_and_measures_cpu_over_the_window_only(
+        monkeypatch):
+    """The warmup is load the window does not count: the workload starts at `go`, not at the
+    window's start (a flooder's first burst, a cold channel, fall in the warmup)."""
+    import asyncio
+    import time
+
+    from lockd.bench import worker
+
+    started: list[float] = []
+
+    class Probe:
+        def __init__(self, spec):
+            pass
+
+        async def setup(self):
+            pass
+
+        async def run(self, window):
+            started.append(time.monotonic())
+            await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+            return {"errors": []}
+
+        async def teardown(self):
+            pass
+
+    sent: list[dict] = []
+    go = time.monotonic() + 0.05
+
+    async def read_line(loop):
+        return {"go": go}
+
+    monkeypatch.setitem(worker.WORKLOADS, "probe", Probe)
+    monkeypatch.setattr(worker, "_send", sent.append)
+    monkeypatch.setattr(worker, "_read_line", read_line)
+    rc = asyncio.run(worker.serve({"kind": "probe", "warmup": 0.3, "duration": 0.2}))
+    assert rc == 0
+    assert sent[0] == {"ready": True}
+    assert go <= started[0] < go + 0.2          # at go, well before the window (go + 0.3)
+    result = sent[1]["result"]
+    assert 0.15 <= result["wall_s"] <= 0.35     # the window, not warmup + window

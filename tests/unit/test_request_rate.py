@@ -104,7 +104,7 @@ def test_report_renders_a_flood_result():
            "alone": {"cycle_ms": {"p50_ms": 5.0, "p99_ms": 10.0}},
            "flooded": {"cycle_ms": {"p50_ms": 6.0, "p99_ms": 15.0}},
            "flooder": {"streams": 16, "sent_per_s": 900.0, "accepted_per_s": 400.0,
-                       "refused_per_s": 500.0, "cpu_cores": 0.3}}
+                       "refused_per_s": 500.0, "cpu_cores": 0.3, "nice": 10}}
     data = {"summary": {"flood/2": stats.combine_runs([run])}, "runs": [{"flood/2": run}],
             "cluster": {"kind": "external", "endpoints": "x:1"},
             "machine": {"cpus": 2}, "settings": {"duration": 1.0}}
@@ -112,6 +112,7 @@ def test_report_renders_a_flood_result():
     render(data, Console(file=buf, width=200))
     text = buf.getvalue()
     assert "flood/2" in text and "1.50" in text and "10.0 → 15.0" in text
+    assert "nice 10" in text
 
 
 def test_a_call_over_the_rate_borrows_its_token_or_is_refused():
