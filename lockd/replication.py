@@ -278,23 +278,28 @@ SNAPSHOT_GZIP_LEVEL = 1
 SNAPSHOT_NICE = 10
 pserializer.gzip = types.SimpleNamespace(
     GzipFile=functools.partial(gzip.GzipFile, compresslevel=SNAPSHOT_GZIP_LEVEL))
-_fork_hook_registered = False
 
 
-def _snapshot_child_priority() -> None:
-    """In a child forked by this process: a node forks only for pysyncobj's snapshot
-    (`useFork`; gRPC's fork support is off, subprocesses exec without these hooks)."""
-    try:
-        os.nice(SNAPSHOT_NICE)
-    except OSError:
-        pass
+class _SnapshotOs:
+    """`os` as pysyncobj's serializer module sees it: the same, except that the child of its
+    `os.fork()` (the snapshot child, and only it: not `os.register_at_fork`, whose hooks
+    would also run in every subprocess spawned with a `preexec_fn`) lowers its priority."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def fork() -> int:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.nice(SNAPSHOT_NICE)
+            except OSError:
+                pass
+        return pid
 
 
-def _register_snapshot_child_priority() -> None:
-    global _fork_hook_registered
-    if not _fork_hook_registered:
-        os.register_at_fork(after_in_child=_snapshot_child_priority)
-        _fork_hook_registered = True
+pserializer.os = _SnapshotOs()
 
 
 class _PipelinedTransport(TCPTransport):
@@ -454,7 +459,6 @@ class ReplicatedNode:
 
     def _start_locked(self) -> None:
         cfg = self.config
-        _register_snapshot_child_priority()
         journal = os.path.join(cfg.data_dir, datadir.JOURNAL_FILE)
         dump = os.path.join(cfg.data_dir, datadir.DUMP_FILE)
         for note in check_data_dir(cfg.data_dir):

@@ -356,18 +356,22 @@ def test_snapshot_dumps_are_written_fast_at_gzip_level_1(tmp_path, port):
     assert header[8] == 4                       # XFL 4: "fastest algorithm" (level 1)
 
 
-def test_a_snapshot_child_runs_at_a_lower_priority(tmp_path, port):
-    node = _start(str(tmp_path / "n"), port)    # registers the fork hook
-    try:
+def test_a_snapshot_child_runs_at_a_lower_priority_and_no_other_child_does():
+    import pysyncobj.serializer as pserializer
+
+    def child_niceness(fork) -> int:
         r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:                            # what pysyncobj's snapshot child would see
+        pid = fork()
+        if pid == 0:
             os.write(w, str(os.nice(0)).encode())
             os._exit(0)
         os.close(w)
-        child_nice = int(os.read(r, 16))
-        os.close(r)
-        os.waitpid(pid, 0)
-        assert child_nice - os.nice(0) == replication.SNAPSHOT_NICE
-    finally:
-        node.stop()
+        try:
+            return int(os.read(r, 16))
+        finally:
+            os.close(r)
+            os.waitpid(pid, 0)
+
+    base = os.nice(0)
+    assert child_niceness(pserializer.os.fork) - base == replication.SNAPSHOT_NICE
+    assert child_niceness(os.fork) == base      # subprocesses, other forks: unchanged
