@@ -271,9 +271,9 @@ pserializer.atomicReplace = _durable_atomic_replace
 # log at the same index, so all of them fork a snapshot child at once, and each child pickles
 # and gzips the whole state. At pysyncobj's gzip level (9) that took 100-530 ms of CPU per
 # child on the shared 2-core box: while the three ran, commits stalled, and that stall was
-# most of every client's p99. Level 1 makes the dump ~15% bigger and the child 3-5x quicker; a lower
-# priority lets the child use idle CPU instead of the serving threads'. Dumps of either
-# level read the same (gzip), so data dirs of earlier versions load unchanged.
+# most of every client's p99. Level 1 makes the dump ~15% bigger and the child 3-5x quicker;
+# a lower priority lets the child use idle CPU instead of the serving threads'. Dumps of
+# either level read the same (gzip), so data dirs of earlier versions load unchanged.
 SNAPSHOT_GZIP_LEVEL = 1
 SNAPSHOT_NICE = 10
 pserializer.gzip = types.SimpleNamespace(
