@@ -56,6 +56,13 @@ class LockDelayTimer:
         self._deadlines = seen
         return out
 
+    def started(self, lock: str, until_ms: int, left_ms: int, monotonic: float) -> None:
+        """This leader started (or extended) the delay itself, `left_ms` before its end: count
+        it down from `monotonic` without reading the wall clock again, so a step between the
+        expiry and the next `due()` does not move the end either."""
+        left_ms = min(max(left_ms, 0), self.max_delay_ms)
+        self._deadlines[lock] = (until_ms, monotonic + left_ms / 1000.0)
+
     def reset(self) -> None:
         """Forget every deadline (leadership lost)."""
         self._deadlines.clear()

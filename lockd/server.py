@@ -26,12 +26,14 @@ from grpc_reflection.v1alpha import reflection  # noqa: E402
 from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
-from .clock import Clock, SystemClock  # noqa: E402
+from .clock import Clock, SystemClock, SystemWallClock, WallClock  # noqa: E402
 from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
 from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
+from .fsm import MAX_LOCK_DELAY_MS  # noqa: E402
 from .interceptors import MetricsInterceptor, RateLimitInterceptor  # noqa: E402
+from .lock_delays import LockDelayTimer  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
 from .membership import Membership  # noqa: E402
 from .metrics import NodeCollector, NodeMetrics  # noqa: E402
@@ -50,9 +52,11 @@ log = structlog.get_logger(component="server")
 class LockdNode:
     """One lockd node: Raft member + gRPC server + leader-only session machinery."""
 
-    def __init__(self, config: NodeConfig, clock: Clock | None = None):
+    def __init__(self, config: NodeConfig, clock: Clock | None = None,
+                 wall: WallClock | None = None):
         self.config = config
         self.clock = clock or SystemClock()
+        self.wall = wall or SystemWallClock()
         self.tracker = SessionTracker()
         self.waiters = Waiters()
         self.watch_hub = WatchHub()    # open Watch/Observe streams (lockd/watch.py)
@@ -69,6 +73,7 @@ class LockdNode:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ending_delays: set[str] = set()   # locks with an EndLockDelay in flight
+        self._delay_timer = LockDelayTimer(MAX_LOCK_DELAY_MS)
         self.membership = Membership(self)       # AddMember/RemoveMember/transfer; removed check
         self.tls_files = None          # lockd.tls.TLSFiles when the gRPC port uses TLS
         self.auth = AuthInterceptor()  # the ACL (allow-all until start() loads --acl-file)
@@ -259,6 +264,7 @@ class LockdNode:
             log.info("leader_lost", node=self.config.raft_address, epoch=self.ready_epoch)
         self.ready_epoch = 0
         self.tracker.demote()
+        self._delay_timer.reset()
         self.waiters.fail_all()
         self.watch_hub.end_all(self.not_leader_error())
 
@@ -294,14 +300,26 @@ class LockdNode:
 
         Reads the delays from the replicated state on every tick, so a new leader ends the
         delays its predecessor started (failover) and a restored snapshot's too. The end
-        times are on the expiring leader's wall clock: members' clocks are assumed roughly
-        in sync (docs/lock-delay.md); a skew moves the end of a delay by as much.
+        times are on the expiring leader's wall clock, read once per delay and then counted
+        down on the monotonic clock (`LockDelayTimer`), so a step of this node's wall clock
+        neither ends a delay early nor holds it longer than the longest lock-delay; a skew
+        between members moves the end of a delay that spans a failover by as much (at most
+        that long too; docs/lock-delay.md).
         """
-        now_ms = _wall_ms()
-        for lock, until_ms in self.raft.read(lambda f: f.lock_delays()):
-            if until_ms <= now_ms and lock not in self._ending_delays:
+        delays = self.raft.read(lambda f: f.lock_delays())
+        due = self._delay_timer.due(delays, self.wall.wall_ms(), self.clock.monotonic())
+        for lock, until_ms in due:
+            if lock not in self._ending_delays:
                 self._ending_delays.add(lock)
                 asyncio.ensure_future(self._end_lock_delay(lock, until_ms))
+
+    def note_lock_delays(self, r: C.Result, now_ms: int) -> None:
+        """The lock-delays a command this node proposed at wall time `now_ms` started: count
+        them down from now on the monotonic clock (see `_end_due_lock_delays`)."""
+        for ev in r.events:
+            if isinstance(ev, C.LockDelayed):
+                self._delay_timer.started(ev.lock, ev.until_ms, ev.until_ms - now_ms,
+                                          self.clock.monotonic())
 
     async def _end_lock_delay(self, lock: str, until_ms: int) -> None:
         try:
@@ -315,7 +333,9 @@ class LockdNode:
 
     async def _expire(self, sid: str, epoch: int) -> None:
         # now_ms starts the lock-delays this expiry causes (the FSM reads no clock).
-        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch, _wall_ms())))
+        now_ms = self.wall.wall_ms()
+        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch, now_ms)))
+        self.note_lock_delays(r, now_ms)
         if r.code in (None, "SESSION_NOT_FOUND"):
             self.tracker.remove(sid)
             if r.code is None:
@@ -356,12 +376,6 @@ def server_options(limits) -> list[tuple[str, int]]:
         ("grpc.http2.max_ping_strikes", 2),
         ("grpc.so_reuseport", 0),
     ]
-
-
-def _wall_ms() -> int:
-    """The wall clock in ms since the epoch: only for lock-delay end times, which must mean the
-    same on every member (monotonic clocks do not cross nodes)."""
-    return int(time.time() * 1000)
 
 
 def freeze_startup_heap() -> int:

@@ -18,11 +18,12 @@ from .wait import wait_until
 
 
 class RunningNode:
-    def __init__(self, data_dir: str, **config_kw):
+    def __init__(self, data_dir: str, *, wall=None, **config_kw):
         grpc_port, raft_port = free_ports(2)
         self.config = NodeConfig.for_tests(f"127.0.0.1:{raft_port}", f"127.0.0.1:{grpc_port}",
                                            data_dir, **config_kw)
         self.address = self.config.grpc_address
+        self.wall = wall               # a lockd.clock.WallClock, or None for the host's
         self.node: LockdNode | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._started = threading.Event()
@@ -32,7 +33,7 @@ class RunningNode:
     def _run(self) -> None:
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.node = LockdNode(self.config)
+        self.node = LockdNode(self.config, wall=self.wall)
         try:
             self.loop.run_until_complete(self.node.start())
         except BaseException as e:  # noqa: BLE001

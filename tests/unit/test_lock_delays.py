@@ -62,3 +62,11 @@ def test_reset_forgets_every_deadline():
     t.reset()
     # after a new term the delay is read again against the (now stepped) wall clock, clamped
     assert t.due([("a", WALL + 5_000)], WALL + 5_000, 101.0) == [("a", WALL + 5_000)]
+
+
+def test_a_delay_this_leader_started_counts_down_from_its_start_whatever_the_wall_clock_says():
+    t = LockDelayTimer(MAX)
+    t.started("a", WALL + 5_000, 5_000, 100.0)
+    # the wall clock stepped forward by an hour before the first tick read the delay
+    assert t.due([("a", WALL + 5_000)], WALL + HOUR_MS, 100.1) == []
+    assert t.due([("a", WALL + 5_000)], WALL + HOUR_MS, 105.0) == [("a", WALL + 5_000)]
