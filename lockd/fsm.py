@@ -220,6 +220,8 @@ class LockStateMachine:
         self.members: dict[str, str] = {}      # raft address -> gRPC address
         self.revision = 0
         self.delayed: dict[str, int] = {}      # lock name -> delay_until_ms (an index of locks)
+        self.noticed: dict[str, None] = {}     # sessions with notices (an index: keepalives
+                                               # of a cluster without any skip the lookups)
         # Retained lock events, oldest first: (revision, type, lock, token, mode, value,
         # client_name, cause, until_ms). Events up to `compacted_revision` are gone.
         self.window: list[tuple] = []
@@ -364,12 +366,12 @@ class LockStateMachine:
             notified.append([s.client_name, h.token])
         return None, {"notified": notified}
 
-    @staticmethod
-    def _notify(s: SessionEntry, kind: int, lock: str, token: int) -> None:
+    def _notify(self, s: SessionEntry, kind: int, lock: str, token: int) -> None:
         n = (kind, lock, token)
         if n in s.notices:
             return
         s.notices.append(n)
+        self.noticed[s.session_id] = None
         if len(s.notices) > MAX_NOTICES_PER_SESSION:
             del s.notices[0]
 
@@ -397,6 +399,7 @@ class LockStateMachine:
                     self.delayed[name] = until
                     self._emit(LockDelayed(name, until))
         del self.sessions[sid]
+        self.noticed.pop(sid, None)
         self._emit(SessionClosed(sid, cause))
         for name in released + touched:
             lk = self.locks.get(name)
@@ -911,7 +914,9 @@ class LockStateMachine:
 
     def notices_for(self, session_ids) -> dict[str, list[tuple]]:
         """The pending notices (kind, lock, token) of those sessions that have any."""
-        out = {}
+        out: dict[str, list[tuple]] = {}
+        if not self.noticed:
+            return out
         for sid in session_ids:
             s = self.sessions.get(sid)
             if s is not None and s.notices:
@@ -1004,6 +1009,8 @@ class LockStateMachine:
             s.results = {r[0]: list(r[1:]) for r in results}   # [code, value(, kind)]
             s.silent_ms = silent
             s.notices = [tuple(n) for n in more[1]] if len(more) > 1 else []
+            if s.notices:
+                m.noticed[sid] = None
             m.sessions[sid] = s
         for name, permits, holders, waiters, *rest in d["locks"]:
             lk = LockEntry(name, permits)
