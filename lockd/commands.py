@@ -152,6 +152,35 @@ class Proclaim:
     request_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class KillSession:
+    """An operator ends a session as if it had expired (break-glass, docs/cli.md): its
+    locks are released (their lock-delays start at `now_ms`), its waits dropped, and its
+    client learns the session is gone from its next keepalive. Needs no epoch: it is an
+    operator's decision, not a deadline the leader tracked."""
+
+    session_id: str
+    now_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ForceRelease:
+    """An operator frees a lock from every holder (break-glass): the next waiters are
+    granted with new tokens, which fence the old holders. Each old holder's session gets a
+    FORCE_RELEASED notice, delivered with its keepalives."""
+
+    lock: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeLock:
+    """Ask the holders of a lock to give it up (Curator's revocable locks): each holder's
+    session gets a REVOKE_REQUESTED notice with its grant's token, delivered with its
+    keepalives. Nothing is released: the holder decides."""
+
+    lock: str
+
+
 _TAGS: dict[type, int] = {
     Barrier: 0,
     BeginEpoch: 1,
@@ -167,12 +196,15 @@ _TAGS: dict[type, int] = {
     AcquireMany: 11,
     EndLockDelay: 12,
     Proclaim: 20,   # 13-19 left free for commands being added alongside (never renumber)
+    KillSession: 30,
+    ForceRelease: 31,
+    RevokeLock: 32,
 }
 _BY_TAG: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
 
 Command = (Barrier | BeginEpoch | SetMemberInfo | OpenSession | CloseSession | ExpireSession
            | CheckpointSessions | ClearSilence | Acquire | Release | CancelWait | AcquireMany
-           | EndLockDelay | Proclaim)
+           | EndLockDelay | Proclaim | KillSession | ForceRelease | RevokeLock)
 
 
 class DecodeError(ValueError):
@@ -257,7 +289,7 @@ class LockReleased:
     lock: str
     session_id: str
     token: int
-    cause: str  # "released" | "closed" | "expired"
+    cause: str  # "released" | "closed" | "expired" | "forced"
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ from .commands import (
     EpochBegan,
     EndLockDelay,
     ExpireSession,
+    ForceRelease,
+    KillSession,
     LockDelayed,
     LockDelayEnded,
     LockGranted,
@@ -54,6 +56,7 @@ from .commands import (
     Proclaim,
     Release,
     Result,
+    RevokeLock,
     SessionClosed,
     SessionOpened,
     SetMemberInfo,
@@ -62,12 +65,13 @@ from .commands import (
     WaiterAdded,
 )
 
-SNAPSHOT_FORMAT = 3
+SNAPSHOT_FORMAT = 4
 """2 added holders' owner/count/lock_delay_ms, waiters' owner/lock_delay_ms and locks'
-delay_until_ms; 3 added the retained window of lock events (`window`, `compacted_revision`).
-Format 1 and 2 snapshots still load (those fields take their defaults; the window is empty
-and everything up to the snapshot's revision counts as compacted)."""
-_READABLE_FORMATS = (1, 2, 3)
+delay_until_ms; 3 added the retained window of lock events (`window`, `compacted_revision`);
+4 added sessions' notices (revocation requests, forced releases). Older snapshots still load
+(those fields take their defaults; before 3 the window is empty and everything up to the
+snapshot's revision counts as compacted)."""
+_READABLE_FORMATS = (1, 2, 3, 4)
 
 # Limits are part of the replicated semantics, so they are constants here (never per-node config).
 MAX_SESSIONS = 100_000
@@ -89,6 +93,11 @@ EV_LOCK_DELAYED = 6
 EV_LOCK_DELAY_ENDED = 7
 EV_VALUE_CHANGED = 8
 MAX_LOCKS_PER_MANY = 64
+MAX_NOTICES_PER_SESSION = 16
+"""Notices a session keeps (oldest dropped first); its client sees each at least once per
+keepalive until then, and ignores repeats."""
+NOTICE_REVOKE_REQUESTED = 1   # the numbers of lockd.v1.NoticeKind (in snapshots: never renumber)
+NOTICE_FORCE_RELEASED = 2
 
 
 class Holder:
@@ -185,7 +194,7 @@ class LockEntry:
 
 class SessionEntry:
     __slots__ = ("session_id", "ttl_ms", "client_name", "held", "waits", "results", "silent_ms",
-                 "identity")
+                 "identity", "notices")
 
     def __init__(self, session_id: str, ttl_ms: int, client_name: str, identity: str = ""):
         self.session_id = session_id
@@ -196,6 +205,7 @@ class SessionEntry:
         self.waits: dict[str, str] = {}        # lock name -> request_id
         self.results: dict[str, list] = {}     # request_id -> [code, value]; FIFO-evicted
         self.silent_ms = 0                     # silence recorded by the last checkpoint
+        self.notices: list[tuple] = []         # (kind, lock, token), oldest first, capped
 
 
 class LockStateMachine:
@@ -210,6 +220,8 @@ class LockStateMachine:
         self.members: dict[str, str] = {}      # raft address -> gRPC address
         self.revision = 0
         self.delayed: dict[str, int] = {}      # lock name -> delay_until_ms (an index of locks)
+        self.noticed: dict[str, None] = {}     # sessions with notices (an index: keepalives
+                                               # of a cluster without any skip the lookups)
         # Retained lock events, oldest first: (revision, type, lock, token, mode, value,
         # client_name, cause, until_ms). Events up to `compacted_revision` are gone.
         self.window: list[tuple] = []
@@ -319,6 +331,50 @@ class LockStateMachine:
         released = self._end_session(cmd.session_id, "expired", cmd.now_ms)
         return None, {"released": released}
 
+    def _kill_session(self, cmd: KillSession):
+        """An operator's kill: the session ends as an expiry does (lock-delays start)."""
+        if cmd.session_id not in self.sessions:
+            return "SESSION_NOT_FOUND", None
+        released = self._end_session(cmd.session_id, "expired", cmd.now_ms)
+        return None, {"released": released}
+
+    def _force_release(self, cmd: ForceRelease):
+        """Free a lock from every holder; grant its waiters; tell the old holders."""
+        lk = self.locks.get(cmd.lock)
+        if lk is None or not lk.holders:
+            return None, {"released": []}
+        released = []
+        for sid, h in list(lk.holders.items()):
+            s = self.sessions[sid]
+            del lk.holders[sid]
+            del s.held[cmd.lock]
+            self._notify(s, NOTICE_FORCE_RELEASED, cmd.lock, h.token)
+            self._emit(LockReleased(cmd.lock, sid, h.token, "forced"))
+            released.append([s.client_name, h.token])
+        self._grant_waiters(lk)
+        return None, {"released": released}
+
+    def _revoke_lock(self, cmd: RevokeLock):
+        """Ask every holder of a lock to give it up (a notice per holder; nothing released)."""
+        lk = self.locks.get(cmd.lock)
+        if lk is None or not lk.holders:
+            return None, {"notified": []}
+        notified = []
+        for sid, h in lk.holders.items():
+            s = self.sessions[sid]
+            self._notify(s, NOTICE_REVOKE_REQUESTED, cmd.lock, h.token)
+            notified.append([s.client_name, h.token])
+        return None, {"notified": notified}
+
+    def _notify(self, s: SessionEntry, kind: int, lock: str, token: int) -> None:
+        n = (kind, lock, token)
+        if n in s.notices:
+            return
+        s.notices.append(n)
+        self.noticed[s.session_id] = None
+        if len(s.notices) > MAX_NOTICES_PER_SESSION:
+            del s.notices[0]
+
     def _end_session(self, sid: str, cause: str, now_ms: int = 0) -> list:
         """Drop a session's waits, release its locks, then grant each touched lock's waiters.
 
@@ -343,6 +399,7 @@ class LockStateMachine:
                     self.delayed[name] = until
                     self._emit(LockDelayed(name, until))
         del self.sessions[sid]
+        self.noticed.pop(sid, None)
         self._emit(SessionClosed(sid, cause))
         for name in released + touched:
             lk = self.locks.get(name)
@@ -840,6 +897,32 @@ class LockStateMachine:
         return {"session_id": sid, "ttl_ms": s.ttl_ms, "client_name": s.client_name,
                 "held": list(s.held), "waiting": list(s.waits), "silent_ms": s.silent_ms}
 
+    def sessions_page(self, after: str, limit: int) -> list[dict]:
+        """Sessions with an id strictly after `after`, sorted by id, at most `limit`: for an
+        operator's list (the servicer shows only an id prefix)."""
+        ids = sorted(sid for sid in self.sessions if sid > after)[:limit]
+        out = []
+        for sid in ids:
+            s = self.sessions[sid]
+            out.append({"session_id": sid, "ttl_ms": s.ttl_ms, "client_name": s.client_name,
+                        "identity": s.identity, "held": list(s.held), "waiting": list(s.waits)})
+        return out
+
+    def sessions_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to `limit` session ids starting with `prefix`, sorted."""
+        return sorted(sid for sid in self.sessions if sid.startswith(prefix))[:limit]
+
+    def notices_for(self, session_ids) -> dict[str, list[tuple]]:
+        """The pending notices (kind, lock, token) of those sessions that have any."""
+        out: dict[str, list[tuple]] = {}
+        if not self.noticed:
+            return out
+        for sid in session_ids:
+            s = self.sessions.get(sid)
+            if s is not None and s.notices:
+                out[sid] = list(s.notices)
+        return out
+
     def list_lock_names(self, prefix: str, after: str, limit: int) -> list[str]:
         """Names with `prefix`, sorted, strictly after `after`, at most `limit`."""
         names = sorted(n for n in self.locks if n.startswith(prefix) and n > after)
@@ -894,7 +977,8 @@ class LockStateMachine:
             "sessions": [
                 [s.session_id, s.ttl_ms, s.client_name, [[k, v] for k, v in s.held.items()],
                  [[k, v] for k, v in s.waits.items()],
-                 [[k, *v] for k, v in s.results.items()], s.silent_ms, s.identity]
+                 [[k, *v] for k, v in s.results.items()], s.silent_ms, s.identity,
+                 [list(n) for n in s.notices]]
                 for s in self.sessions.values()
             ],
             "locks": [
@@ -924,6 +1008,9 @@ class LockStateMachine:
             s.waits = {k: v for k, v in waits}
             s.results = {r[0]: list(r[1:]) for r in results}   # [code, value(, kind)]
             s.silent_ms = silent
+            s.notices = [tuple(n) for n in more[1]] if len(more) > 1 else []
+            if s.notices:
+                m.noticed[sid] = None
             m.sessions[sid] = s
         for name, permits, holders, waiters, *rest in d["locks"]:
             lk = LockEntry(name, permits)
@@ -970,4 +1057,7 @@ _HANDLERS = {
     CancelWait: LockStateMachine._cancel_wait,
     EndLockDelay: LockStateMachine._end_lock_delay,
     Proclaim: LockStateMachine._proclaim,
+    KillSession: LockStateMachine._kill_session,
+    ForceRelease: LockStateMachine._force_release,
+    RevokeLock: LockStateMachine._revoke_lock,
 }

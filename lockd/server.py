@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection  # noqa: E402
 
 from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
+from .admin_service import AdminService  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
 from .clock import Clock, SystemClock, SystemWallClock, WallClock  # noqa: E402
 from .config import ConfigError, NodeConfig  # noqa: E402
@@ -99,11 +100,13 @@ class LockdNode:
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
         lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
+        lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self, lock_service), self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (lockd_pb2.DESCRIPTOR.services_by_name["Lock"].full_name,
                  lockd_pb2.DESCRIPTOR.services_by_name["Election"].full_name,
                  lockd_pb2.DESCRIPTOR.services_by_name["Cluster"].full_name,
+                 lockd_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
                  health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, self.server)

@@ -291,6 +291,10 @@ class LockService(pbg.LockServicer):
                     node.tracker.cleared(to_clear)
                     node.require_ack_allowed()
                 node.keepalives += len(req.session_ids)
+                notices = node.raft.read(lambda f: f.notices_for(req.session_ids))
+                for lease in leases if notices else ():
+                    for kind, name, token in notices.get(lease.session_id, ()):
+                        lease.notices.add(kind=kind, name=name, token=token)
                 yield pb.KeepAliveResponse(seq=req.seq, leases=leases)
         except LockdAbort as e:
             await context.abort_with_status(to_status(e.code, e.message, e.metadata))

@@ -13,6 +13,12 @@ class LockMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LOCK_MODE_EXCLUSIVE: _ClassVar[LockMode]
     LOCK_MODE_SHARED: _ClassVar[LockMode]
 
+class NoticeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOTICE_KIND_UNSPECIFIED: _ClassVar[NoticeKind]
+    NOTICE_KIND_REVOKE_REQUESTED: _ClassVar[NoticeKind]
+    NOTICE_KIND_FORCE_RELEASED: _ClassVar[NoticeKind]
+
 class EventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVENT_TYPE_UNSPECIFIED: _ClassVar[EventType]
@@ -35,6 +41,9 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 LOCK_MODE_UNSPECIFIED: LockMode
 LOCK_MODE_EXCLUSIVE: LockMode
 LOCK_MODE_SHARED: LockMode
+NOTICE_KIND_UNSPECIFIED: NoticeKind
+NOTICE_KIND_REVOKE_REQUESTED: NoticeKind
+NOTICE_KIND_FORCE_RELEASED: NoticeKind
 EVENT_TYPE_UNSPECIFIED: EventType
 EVENT_TYPE_ACQUIRED: EventType
 EVENT_TYPE_RELEASED: EventType
@@ -93,14 +102,26 @@ class KeepAliveRequest(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., session_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SessionLease(_message.Message):
-    __slots__ = ("session_id", "ttl_ms", "expired")
+    __slots__ = ("session_id", "ttl_ms", "expired", "notices")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TTL_MS_FIELD_NUMBER: _ClassVar[int]
     EXPIRED_FIELD_NUMBER: _ClassVar[int]
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     ttl_ms: int
     expired: bool
-    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., expired: _Optional[bool] = ...) -> None: ...
+    notices: _containers.RepeatedCompositeFieldContainer[LockNotice]
+    def __init__(self, session_id: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., expired: _Optional[bool] = ..., notices: _Optional[_Iterable[_Union[LockNotice, _Mapping]]] = ...) -> None: ...
+
+class LockNotice(_message.Message):
+    __slots__ = ("kind", "name", "token")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    kind: NoticeKind
+    name: str
+    token: int
+    def __init__(self, kind: _Optional[_Union[NoticeKind, str]] = ..., name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
 
 class KeepAliveResponse(_message.Message):
     __slots__ = ("seq", "leases")
@@ -587,3 +608,83 @@ class TransferLeadershipResponse(_message.Message):
     leader_grpc_address: str
     previous_leader_id: str
     def __init__(self, leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., previous_leader_id: _Optional[str] = ...) -> None: ...
+
+class SessionSummary(_message.Message):
+    __slots__ = ("session_id_prefix", "client_name", "identity", "ttl_ms", "ttl_left_ms", "held", "waiting")
+    SESSION_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    TTL_LEFT_MS_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    session_id_prefix: str
+    client_name: str
+    identity: str
+    ttl_ms: int
+    ttl_left_ms: int
+    held: _containers.RepeatedScalarFieldContainer[str]
+    waiting: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id_prefix: _Optional[str] = ..., client_name: _Optional[str] = ..., identity: _Optional[str] = ..., ttl_ms: _Optional[int] = ..., ttl_left_ms: _Optional[int] = ..., held: _Optional[_Iterable[str]] = ..., waiting: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListSessionsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "next_page_token")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[SessionSummary]
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[SessionSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class KillSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class KillSessionResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ForceReleaseRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ForcedGrant(_message.Message):
+    __slots__ = ("client_name", "token")
+    CLIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    client_name: str
+    token: int
+    def __init__(self, client_name: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
+class ForceReleaseResponse(_message.Message):
+    __slots__ = ("released", "lock")
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    LOCK_FIELD_NUMBER: _ClassVar[int]
+    released: _containers.RepeatedCompositeFieldContainer[ForcedGrant]
+    lock: LockInfo
+    def __init__(self, released: _Optional[_Iterable[_Union[ForcedGrant, _Mapping]]] = ..., lock: _Optional[_Union[LockInfo, _Mapping]] = ...) -> None: ...
+
+class RevokeLockRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RevokeLockResponse(_message.Message):
+    __slots__ = ("notified",)
+    NOTIFIED_FIELD_NUMBER: _ClassVar[int]
+    notified: _containers.RepeatedCompositeFieldContainer[ForcedGrant]
+    def __init__(self, notified: _Optional[_Iterable[_Union[ForcedGrant, _Mapping]]] = ...) -> None: ...

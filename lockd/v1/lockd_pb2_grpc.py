@@ -971,3 +971,204 @@ class Cluster:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.ListSessions = channel.unary_unary(
+                '/lockd.v1.Admin/ListSessions',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.KillSession = channel.unary_unary(
+                '/lockd.v1.Admin/KillSession',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
+                _registered_method=True)
+        self.ForceRelease = channel.unary_unary(
+                '/lockd.v1.Admin/ForceRelease',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
+                _registered_method=True)
+        self.RevokeLock = channel.unary_unary(
+                '/lockd.v1.Admin/RevokeLock',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def ListSessions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KillSession(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ForceRelease(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'KillSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.KillSession,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.SerializeToString,
+            ),
+            'ForceRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ForceRelease,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.SerializeToString,
+            ),
+            'RevokeLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeLock,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'lockd.v1.Admin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('lockd.v1.Admin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Admin:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Admin/ListSessions',
+            lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KillSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Admin/KillSession',
+            lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ForceRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Admin/ForceRelease',
+            lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lockd.v1.Admin/RevokeLock',
+            lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

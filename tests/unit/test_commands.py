@@ -25,9 +25,12 @@ from lockd.commands import (
     DecodeError,
     EndLockDelay,
     ExpireSession,
+    ForceRelease,
+    KillSession,
     OpenSession,
     Proclaim,
     Release,
+    RevokeLock,
     SetMemberInfo,
     decode_batch,
     encode_batch,
@@ -58,6 +61,9 @@ COMMANDS = {
     Release: st.builds(Release, TEXT, TEXT, INTS, TEXT),
     CancelWait: st.builds(CancelWait, TEXT, TEXT, TEXT, st.sampled_from(["timeout", "cancelled"])),
     Proclaim: st.builds(Proclaim, TEXT, TEXT, INTS, st.binary(max_size=64), TEXT),
+    KillSession: st.builds(KillSession, TEXT, INTS),
+    ForceRelease: st.builds(ForceRelease, TEXT),
+    RevokeLock: st.builds(RevokeLock, TEXT),
 }
 ANY_COMMAND = st.one_of(*COMMANDS.values())
 
@@ -66,6 +72,7 @@ FROZEN_TAGS = {
     Barrier: 0, BeginEpoch: 1, SetMemberInfo: 2, OpenSession: 3, CloseSession: 4,
     ExpireSession: 5, CheckpointSessions: 6, ClearSilence: 7, Acquire: 8, Release: 9,
     CancelWait: 10, AcquireMany: 11, EndLockDelay: 12, Proclaim: 20,
+    KillSession: 30, ForceRelease: 31, RevokeLock: 32,
 }
 
 

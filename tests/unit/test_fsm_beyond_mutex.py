@@ -297,7 +297,7 @@ def test_a_new_holder_of_a_delayed_idle_lock_may_choose_new_permits():
 def test_lock_delay_survives_a_snapshot_and_the_old_format_still_loads():
     m, _ = _expired_with_delay()
     snap = m.to_snapshot()
-    assert snap["format"] == 3   # 3: the retained watch window (docs/watch.md)
+    assert snap["format"] == 4   # 3: the retained watch window (docs/watch.md), 4: notices
     restored = LockStateMachine.from_snapshot(json.loads(json.dumps(snap)))
     assert restored.to_snapshot() == snap
     assert restored.lock_delays() == [("L", NOW + 5_000)]

@@ -51,17 +51,20 @@ from lockd.commands import (
     CloseSession,
     EndLockDelay,
     ExpireSession,
+    ForceRelease,
+    KillSession,
     LockDelayed,
     LockGranted,
     OpenSession,
     Release,
+    RevokeLock,
     SessionClosed,
     SetMemberInfo,
     decode_batch,
     encode_batch,
 )
 from lockd.errors import ErrorCode
-from lockd.fsm import LockStateMachine
+from lockd.fsm import NOTICE_FORCE_RELEASED, NOTICE_REVOKE_REQUESTED, LockStateMachine
 
 ERROR_NAMES = {c.name for c in ErrorCode}
 
@@ -298,7 +301,8 @@ class LockMachine(RuleBasedStateMachine):
                 assert not before.get(e.lock), f"{e.lock}: {e.session_id} jumped the queue"
         for e in r.events:
             if isinstance(e, LockDelayed):
-                assert isinstance(cmd, ExpireSession), "a lock-delay started without an expiry"
+                assert isinstance(cmd, (ExpireSession, KillSession)), \
+                    "a lock-delay started without an expiry"
         for e in r.events:
             if isinstance(e, SessionClosed):
                 self.incarnation.pop(e.session_id, None)
@@ -705,6 +709,28 @@ class LockMachine(RuleBasedStateMachine):
             assert r.value["ended"] is False and self.m.to_snapshot() == before
         else:
             assert r.value == {"ended": True} and name not in self.m.delayed
+
+    @rule(name=LOCKS, revoke=st.booleans())
+    def break_glass_on_a_lock(self, name, revoke):
+        """An operator revokes (asks) or force-releases (frees) a lock."""
+        lk = self.m.locks.get(name)
+        old = dict(lk.holders) if lk is not None else {}
+        r = self.apply(RevokeLock(name) if revoke else ForceRelease(name))
+        assert r.code is None
+        for sid, h in old.items():
+            assert (NOTICE_REVOKE_REQUESTED if revoke else NOTICE_FORCE_RELEASED,
+                    name, h.token) in self.m.sessions[sid].notices
+            if not revoke:
+                assert name not in self.m.sessions[sid].held
+
+    @rule(pick=st.integers(0, 1000))
+    def kill_a_session(self, pick):
+        live = list(self.m.sessions)
+        sid = live[pick % len(live)] if live else "nobody"
+        self.now_ms += 500
+        r = self.apply(KillSession(sid, self.now_ms))
+        assert r.code == (None if live else "SESSION_NOT_FOUND")
+        assert sid not in self.m.sessions
 
     @rule(name=LOCKS)
     def end_lock_delay_of_any_lock(self, name):

@@ -160,7 +160,7 @@ def test_the_window_survives_a_snapshot_and_old_formats_load_with_an_empty_windo
     tok = ok(m, acq("a", "E", "r1", value=b"\x00\xff")).value["token"]
     ok(m, Proclaim("a", "E", tok, b"\x80", "p"))
     snap = m.to_snapshot()
-    assert snap["format"] == 3
+    assert snap["format"] == 4
     restored = LockStateMachine.from_snapshot(snap)
     assert restored.window == m.window and restored.to_snapshot() == snap
     for fmt in (1, 2):

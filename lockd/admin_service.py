@@ -1,0 +1,115 @@
+"""The `lockd.v1.Admin` servicer: operators' break-glass tools (docs/break-glass.md).
+
+List sessions, kill a session, force a lock free, ask a holder to give a lock up. Validate,
+propose, map the result, and log one audit line per change (`audit=True`, the caller's
+identity and peer): nothing else. Leader-only like every write.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from . import commands as C
+from .errors import ErrorCode, LockdAbort, invalid
+from .interceptors import rpc_handler
+from .logconfig import short_id
+from .service import LockService, validate_name
+from .tls import identity_of
+from .v1 import lockd_pb2 as pb
+from .v1 import lockd_pb2_grpc as pbg
+
+if TYPE_CHECKING:
+    from .server import LockdNode
+
+log = structlog.get_logger(component="admin")
+
+SESSION_PREFIX_CHARS = 8
+"""How much of a session id the list shows, and the shortest prefix a kill accepts."""
+DEFAULT_PAGE = 500
+MAX_PAGE = 5000
+
+
+class AdminService(pbg.AdminServicer):
+    """The `lockd.v1.Admin` service."""
+
+    def __init__(self, node: "LockdNode", lock_service: LockService):
+        self.node = node
+        self.locks = lock_service
+
+    def _audit(self, context, event: str, **kw) -> None:
+        log.warning(event, audit=True, identity=identity_of(context) or "-",
+                    peer=context.peer(), **kw)
+
+    @rpc_handler
+    async def ListSessions(self, request, context):
+        size = request.page_size or DEFAULT_PAGE
+        if size > MAX_PAGE:
+            raise invalid("page_size", f"at most {MAX_PAGE}")
+        after = request.page_token
+        if after and len(after) > 64:
+            raise invalid("page_token", "not a token this server gave")
+        self.node.require_ready()
+        await self.locks._linearize(False)
+        page = self.node.raft.read(lambda f: f.sessions_page(after, size + 1))
+        more = len(page) > size
+        page = page[:size]
+        now = self.node.clock.monotonic()
+        out = []
+        for s in page:
+            deadline = self.node.tracker.deadline(s["session_id"])
+            left = 0 if deadline is None else max(0, int((deadline - now) * 1000))
+            out.append(pb.SessionSummary(
+                session_id_prefix=s["session_id"][:SESSION_PREFIX_CHARS],
+                client_name=s["client_name"], identity=s["identity"], ttl_ms=s["ttl_ms"],
+                ttl_left_ms=left, held=s["held"], waiting=s["waiting"]))
+        return pb.ListSessionsResponse(
+            sessions=out, next_page_token=page[-1]["session_id"] if more and page else "")
+
+    @rpc_handler
+    async def KillSession(self, request, context):
+        given = request.session_id.strip().lower()
+        if len(given) < SESSION_PREFIX_CHARS:
+            raise invalid("session_id", f"the session id or a prefix of at least "
+                                        f"{SESSION_PREFIX_CHARS} characters")
+        self.node.require_ready()
+        await self.locks._linearize(False)
+        found = self.node.raft.read(lambda f: f.sessions_with_prefix(given, 2))
+        if not found:
+            raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"no session starts with {given!r}")
+        if len(found) > 1:
+            raise invalid("session_id", f"more than one session starts with {given!r}: give "
+                                        "more of the id")
+        sid = found[0]
+        r = await self.locks._propose(C.KillSession(sid, int(time.time() * 1000)))
+        if r.code == "SESSION_NOT_FOUND":
+            raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"no session starts with {given!r}")
+        v = self.locks._check(r)
+        self.node.tracker.remove(sid)
+        self._audit(context, "session_killed", session_id=short_id(sid),
+                    released=v.get("released", []))
+        return pb.KillSessionResponse(released=v.get("released", []))
+
+    @rpc_handler
+    async def ForceRelease(self, request, context):
+        name = validate_name(request.name)
+        self.node.require_ready()
+        v = self.locks._check(await self.locks._propose(C.ForceRelease(name)))
+        released = [pb.ForcedGrant(client_name=c, token=t) for c, t in v.get("released", [])]
+        self._audit(context, "lock_force_released", lock=name,
+                    tokens=[g.token for g in released])
+        view = self.node.raft.read(lambda f: f.lock_view(name))
+        return pb.ForceReleaseResponse(released=released,
+                                       lock=self.locks._lock_info(view, name))
+
+    @rpc_handler
+    async def RevokeLock(self, request, context):
+        name = validate_name(request.name)
+        self.node.require_ready()
+        v = self.locks._check(await self.locks._propose(C.RevokeLock(name)))
+        notified = [pb.ForcedGrant(client_name=c, token=t) for c, t in v.get("notified", [])]
+        self._audit(context, "lock_revoke_requested", lock=name,
+                    tokens=[g.token for g in notified])
+        return pb.RevokeLockResponse(notified=notified)
