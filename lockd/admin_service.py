@@ -7,7 +7,6 @@ identity and peer): nothing else. Leader-only like every write.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import structlog
@@ -39,9 +38,10 @@ class AdminService(pbg.AdminServicer):
         self.node = node
         self.locks = lock_service
 
-    def _audit(self, context, event: str, **kw) -> None:
-        log.warning(event, audit=True, identity=identity_of(context) or "-",
-                    peer=context.peer(), **kw)
+    @staticmethod
+    def _who(context) -> dict:
+        """The audit fields of a change: who asked, from where."""
+        return {"audit": True, "identity": identity_of(context) or "-", "peer": context.peer()}
 
     @rpc_handler
     async def ListSessions(self, request, context):
@@ -83,12 +83,14 @@ class AdminService(pbg.AdminServicer):
             raise invalid("session_id", f"more than one session starts with {given!r}: give "
                                         "more of the id")
         sid = found[0]
-        r = await self.locks._propose(C.KillSession(sid, int(time.time() * 1000)))
+        now_ms = self.node.wall.wall_ms()
+        r = await self.locks._propose(C.KillSession(sid, now_ms))
+        self.node.note_lock_delays(r, now_ms)
         if r.code == "SESSION_NOT_FOUND":
             raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"no session starts with {given!r}")
         v = self.locks._check(r)
         self.node.tracker.remove(sid)
-        self._audit(context, "session_killed", session_id=short_id(sid),
+        log.warning("session_killed", **self._who(context), session_id=short_id(sid),
                     released=v.get("released", []))
         return pb.KillSessionResponse(released=v.get("released", []))
 
@@ -98,7 +100,7 @@ class AdminService(pbg.AdminServicer):
         self.node.require_ready()
         v = self.locks._check(await self.locks._propose(C.ForceRelease(name)))
         released = [pb.ForcedGrant(client_name=c, token=t) for c, t in v.get("released", [])]
-        self._audit(context, "lock_force_released", lock=name,
+        log.warning("lock_force_released", **self._who(context), lock=name,
                     tokens=[g.token for g in released])
         view = self.node.raft.read(lambda f: f.lock_view(name))
         return pb.ForceReleaseResponse(released=released,
@@ -110,6 +112,6 @@ class AdminService(pbg.AdminServicer):
         self.node.require_ready()
         v = self.locks._check(await self.locks._propose(C.RevokeLock(name)))
         notified = [pb.ForcedGrant(client_name=c, token=t) for c, t in v.get("notified", [])]
-        self._audit(context, "lock_revoke_requested", lock=name,
+        log.warning("lock_revoke_requested", **self._who(context), lock=name,
                     tokens=[g.token for g in notified])
         return pb.RevokeLockResponse(notified=notified)
