@@ -2,7 +2,7 @@
 
 Parses flags (each also a LOCKD_* variable), turns expected failures into one-line messages and
 documented exit codes, and renders tables (rich) or JSON. No business rules: nodes come from
-`lockd.server.run_node`, local clusters from `lockd_cluster`, everything else from the
+`lockd.server.run_node`, local clusters from `lockd.local`, everything else from the
 `lockd_client` library. Heavy imports (grpc, the server, the client) happen inside commands so
 that `lockd --help` stays fast.
 """
@@ -370,8 +370,8 @@ def up(nodes: int, base_port: int, data_dir: str, ready_timeout: float) -> None:
     Starts N `lockd serve --dev` processes on 127.0.0.1, waits for a leader and prints the
     endpoints. Each node logs to DATA_DIR/nodeK/lockd.log.
     """
-    from lockd_cluster import ClusterError, LocalCluster, NodeExitedError, PortInUseError
-    from lockd_cluster.procs import describe_exit
+    from lockd.local import ClusterError, LocalCluster, NodeExitedError, PortInUseError
+    from lockd.local.procs import describe_exit
 
     cluster = LocalCluster(nodes, data_dir, base_port=base_port, die_with_parent=True)
 
@@ -763,7 +763,7 @@ def _run_locked(g: Globals, name: str, command: list[str], *, ttl: float, wait: 
 def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
                wake: threading.Event, suspended: threading.Event, kill_grace: float) -> int:
     """Start CMD holding `lk`, forward signals, watch the session; returns the exit status."""
-    from lockd_cluster.procs import die_with_parent, group_alive, signal_group
+    from lockd.local.procs import die_with_parent, group_alive, signal_group
 
     pgid: int | None = None
     pending: list[int] = []      # signals that came before CMD's process group existed
