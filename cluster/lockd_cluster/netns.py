@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from lockd_cluster.base import ClientHost, ClusterError, partition_links
+from lockd_cluster.base import ClientHost, Cluster, ClusterError, partition_links
 from lockd_cluster.local import LocalCluster, LocalNode
 
 PREFIX = "lkn"
@@ -248,7 +248,7 @@ class NetnsCluster(LocalCluster):
                  stop_grace: float = 10.0, grpc_port: int = 7001, raft_port: int = 7101,
                  tag: str | None = None) -> None:
         # Not LocalCluster.__init__: it would pick loopback ports.
-        super(LocalCluster, self).__init__()
+        Cluster.__init__(self)
         if not 1 <= n <= MAX_NODES:
             raise ValueError(f"a netns cluster has 1..{MAX_NODES} nodes, not {n}")
         if grpc_port == raft_port:

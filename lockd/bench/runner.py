@@ -164,7 +164,7 @@ class LocalTarget(Target):
 
     def __init__(self, nodes: int, fsync: str, log: Callable[[str], None],
                  serve_args: tuple[str, ...] = ()) -> None:
-        from lockd_cluster import LocalCluster
+        from lockd.local import LocalCluster
 
         self._dir = tempfile.mkdtemp(prefix="lockd-bench-")
         supported = serve_supports_fsync() if fsync != "off" else False
@@ -270,7 +270,7 @@ class WorkerProc:
 
     def stop(self, wait: float = 30.0) -> None:
         """Close stdin (the worker closes its sessions and exits); SIGTERM/SIGKILL after `wait`."""
-        from lockd_cluster.procs import stop_process
+        from lockd.local.procs import stop_process
 
         try:
             self.popen.stdin.close()
@@ -567,7 +567,7 @@ class _Holder:
             return self.last_ka
 
     def stop(self) -> None:
-        from lockd_cluster.procs import kill_process
+        from lockd.local.procs import kill_process
 
         kill_process(self.popen)
         self._reader.join(5)         # EOF follows the kill

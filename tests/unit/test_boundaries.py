@@ -90,3 +90,40 @@ def test_importing_the_pure_core_loads_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------- the product and its harness
+
+def _package_modules() -> list[pathlib.Path]:
+    return sorted(p for p in PKG.rglob("*.py") if "v1" not in p.relative_to(PKG).parts)
+
+
+def _absolute_imports(path: pathlib.Path) -> list[str]:
+    """Every module an import statement in `path` names, at any depth (functions included),
+    relative imports resolved against the module's package."""
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = list(rel.parts)
+    package = parts[:-1]        # the package a relative import starts from
+    out = []
+    for level, module in _imports(ast.parse(path.read_text(), filename=str(path))):
+        if level == 0:
+            out.append(module)
+        else:
+            base = package[:len(package) - (level - 1)]
+            out.append(".".join(base + ([module] if module else [])))
+    return out
+
+
+def test_no_module_of_the_product_imports_the_test_harness():
+    """`lockd up`, `lockd lock` and `lockd bench` run from lockd.local; lockd_cluster (the
+    chaos harness) builds on the product, never the reverse."""
+    offenders = [f"{p.relative_to(PKG.parent)} imports {m}"
+                 for p in _package_modules() for m in _absolute_imports(p)
+                 if m.split(".")[0] == "lockd_cluster"]
+    assert offenders == []
+
+
+def test_harness_walk_sees_imports_inside_functions(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    from lockd_cluster.procs import x\n")
+    assert [m for _, m in _imports(ast.parse(src.read_text()))] == ["lockd_cluster.procs"]

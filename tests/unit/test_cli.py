@@ -6,6 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from lockd import cli
+from lockd.cli import lock as cli_lock
+from lockd.cli import locks as cli_locks
+from lockd.cli import status as cli_status
 from lockd.v1 import lockd_pb2
 
 SERVE_ENV_VARS = [
@@ -196,7 +199,7 @@ def test_lock_without_name_is_a_usage_error(run):
 
 @pytest.mark.parametrize("rc, status", [(0, 0), (3, 3), (-15, 143), (-9, 137)])
 def test_command_exit_status_follows_the_shell_convention(rc, status):
-    assert cli._exit_status(rc) == status
+    assert cli_lock._exit_status(rc) == status
 
 
 def test_status_json_shape():
@@ -208,7 +211,7 @@ def test_status_json_shape():
                                   term=4, commit_index=10, applied_index=10, ready=True),
                  lockd_pb2.Member(id="127.0.0.1:7103", raft_address="127.0.0.1:7103",
                                   role=lockd_pb2.ROLE_UNREACHABLE, error="timeout")])
-    data = cli.status_to_dict(resp)
+    data = cli_status.status_to_dict(resp)
     assert data["leader_id"] == "127.0.0.1:7101"
     assert (data["sessions"], data["locks"], data["waiters"]) == (2, 1, 3)
     assert [m["role"] for m in data["members"]] == ["leader", "unreachable"]
@@ -223,7 +226,7 @@ def test_lock_json_shape():
         holders=[lockd_pb2.Holder(token=7, mode=lockd_pb2.LOCK_MODE_SHARED, value=b"v\xff",
                                   client_name="c1")],
         waiters=[lockd_pb2.Waiter(mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, client_name="c2")])
-    assert cli.lock_to_dict(info) == {
+    assert cli_locks.lock_to_dict(info) == {
         "name": "jobs/a", "mode": "shared", "permits": 1,
         "holders": [{"token": 7, "mode": "shared", "client_name": "c1", "value": "v\\xff",
                      "count": 1, "owner": "", "lock_delay_ms": 0}],
@@ -233,18 +236,18 @@ def test_lock_json_shape():
 
 
 def test_locks_table_shows_reentrant_holds_and_lock_delays():
-    d = cli.lock_to_dict(lockd_pb2.LockInfo(
+    d = cli_locks.lock_to_dict(lockd_pb2.LockInfo(
         name="a", mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, lock_delay_until_ms=1,
         holders=[lockd_pb2.Holder(token=3, mode=lockd_pb2.LOCK_MODE_EXCLUSIVE, client_name="c",
                                   count=2, owner="t1", lock_delay_ms=5000)]))
-    assert cli._holder_text(d["holders"][0]) == "3: c x2 (owner t1) delay 5s"
-    assert cli._delay_text(d["lock_delay_until_ms"]) == "delay ending"
-    assert cli._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 59.") or \
-        cli._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 60.")
+    assert cli_locks._holder_text(d["holders"][0]) == "3: c x2 (owner t1) delay 5s"
+    assert cli_locks._delay_text(d["lock_delay_until_ms"]) == "delay ending"
+    assert cli_locks._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 59.") or \
+        cli_locks._delay_text(int((time.time() + 60) * 1000)).startswith("delayed 60.")
 
 
 def test_grpc_advertise_address_is_what_the_node_publishes():
-    from lockd.cli import build_config
+    from lockd.cli.serve import build_config
 
     cfg = build_config(raft_address="127.0.0.1:7101", grpc_address="0.0.0.0:7001", peers="",
                        data_dir="d", dev=True, raft_password_file=None, default_ttl=10.0,

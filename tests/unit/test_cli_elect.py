@@ -3,7 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
-from lockd import cli, cli_elect
+from lockd import cli
+from lockd.cli import elect as cli_elect
 from lockd_client import Leader, WatchEvent
 
 

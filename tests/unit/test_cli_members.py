@@ -4,7 +4,8 @@ and the pure quorum rule of lockd/membership.py."""
 import pytest
 from click.testing import CliRunner
 
-from lockd import cli, cli_members
+from lockd import cli
+from lockd.cli import members as cli_members
 from lockd.errors import ErrorCode, LockdAbort
 from lockd.membership import check_quorum, majority
 from lockd.v1 import lockd_pb2
@@ -69,7 +70,7 @@ def fake(monkeypatch):
 
     def install(**kw):
         client = FakeClient(**kw)
-        monkeypatch.setattr(cli_members, "_connect", lambda g: client)
+        monkeypatch.setattr(cli_members, "connect", lambda g: client)
         holder["c"] = client
         return client
 

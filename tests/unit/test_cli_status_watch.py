@@ -1,4 +1,4 @@
-"""`lockd status --watch` (lockd/cli_status.py): the screen, the refresh loop and the command,
+"""`lockd status --watch` (lockd/cli/status.py): the screen, the refresh loop and the command,
 driven by a fake status source and fake clocks (no sockets; docs/cli.md)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import lockd_client
-from lockd import cli, cli_status
+from lockd import cli
+from lockd.cli import status as cli_status
 from lockd.v1 import lockd_pb2 as P
 
 
@@ -73,7 +74,7 @@ class Clocks:
 
 def test_the_screen_shows_members_roles_term_lag_counters_and_the_leaders_grpc_address():
     state = cli_status.WatchState()
-    cli_status.refresh(state, lambda: cli.status_to_dict(status_response()), 1_700_000_000.0)
+    cli_status.refresh(state, lambda: cli_status.status_to_dict(status_response()), 1_700_000_000.0)
     text = text_of(cli_status.render(state, interval=2, endpoints="127.0.0.1:7001"))
     assert "every 2s" in text and "22:13:20 UTC" in text and "Ctrl-C" in text
     assert "leader: 127.0.0.1:7101 (gRPC 127.0.0.1:7001)" in text
@@ -90,10 +91,10 @@ def test_the_screen_shows_members_roles_term_lag_counters_and_the_leaders_grpc_a
 
 def test_a_failed_refresh_shows_the_error_above_the_last_answer_and_the_watch_goes_on():
     clocks = Clocks()
-    source = FakeSource(cli.status_to_dict(status_response(sessions=1)),
+    source = FakeSource(cli_status.status_to_dict(status_response(sessions=1)),
                         lockd_client.ClusterUnavailableError("no leader answered within 1s"),
                         lockd_client.ClusterUnavailableError("still nothing"),
-                        cli.status_to_dict(status_response(sessions=5)))
+                        cli_status.status_to_dict(status_response(sessions=5)))
     screens = []
     state = cli_status.run_watch(
         source, lambda s: screens.append(text_of(cli_status.render(s, interval=0.5,
@@ -127,7 +128,7 @@ def test_a_slow_refresh_delays_the_next_one_instead_of_piling_up():
 
     def slow():
         clocks.now += 3.0
-        return cli.status_to_dict(status_response())
+        return cli_status.status_to_dict(status_response())
 
     cli_status.run_watch(slow, lambda s: None, interval=1.0, monotonic=clocks.monotonic,
                          wall=clocks.wall, sleep=clocks.sleep, max_refreshes=3)
@@ -157,7 +158,7 @@ def run(monkeypatch):
 
     def invoke(source, *args):
         client = FakeClient(source)
-        monkeypatch.setattr(cli_status, "_connect", lambda g: client)
+        monkeypatch.setattr(cli_status, "connect", lambda g: client)
         return CliRunner().invoke(cli.cli, list(args), prog_name="lockd"), client
 
     return invoke
@@ -196,7 +197,7 @@ def test_a_bad_interval_is_a_usage_error(run, interval):
 
 def test_the_one_shot_status_uses_the_same_summary_and_table(run, monkeypatch):
     client = FakeClient(FakeSource(status_response()))
-    monkeypatch.setattr(cli, "_connect", lambda g: client)
+    monkeypatch.setattr(cli_status, "connect", lambda g: client)
     r = CliRunner().invoke(cli.cli, ["status"], prog_name="lockd")
     assert r.exit_code == 0, r.output
     assert "leader: 127.0.0.1:7101 (gRPC 127.0.0.1:7001)   term: 7   sessions: 2" in r.output

@@ -13,7 +13,8 @@ from click.testing import CliRunner
 
 import lockd_client
 import lockd_client.aio as aio
-from lockd import cli, cli_members
+from lockd import cli
+from lockd.cli import members as cli_members
 from lockd.errors import ErrorCode, LockdAbort
 from lockd.membership import Membership
 from lockd.v1 import lockd_pb2 as P
@@ -201,7 +202,7 @@ def test_members_remove_of_an_already_removed_member_exits_0_and_says_so(monkeyp
         def remove_member(self, *a, **kw):
             return resp
 
-    monkeypatch.setattr(cli_members, "_connect", lambda g: Client())
+    monkeypatch.setattr(cli_members, "connect", lambda g: Client())
     runner = CliRunner()
     r = runner.invoke(cli.cli, ["members", "remove", "127.0.0.1:7103"], prog_name="lockd")
     assert r.exit_code == 0, r.output

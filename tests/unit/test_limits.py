@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import lockd_client
 from lockd import cli
+from lockd.cli import serve as cli_serve
 from lockd.config import ConfigError, NodeConfig
 from lockd.errors import ErrorCode, grpc_code
 from lockd.limits import SPECS, Limits, TokenBucket, exceeded, flag
@@ -73,7 +74,7 @@ def test_plaintext_is_flagged_only_off_loopback_outside_dev():
 
 
 def _serve_config(tmp_path, *args):
-    return cli.build_config(raft_address="127.0.0.1:7101", grpc_address="127.0.0.1:7001",
+    return cli_serve.build_config(raft_address="127.0.0.1:7101", grpc_address="127.0.0.1:7001",
                             peers="", data_dir=str(tmp_path), dev=True, raft_password_file=None,
                             default_ttl=10.0, log_format="console", log_level="info", **dict(args))
 
@@ -113,7 +114,7 @@ def test_serve_limit_flag_out_of_range_is_a_usage_error(tmp_path):
 def test_serve_security_settings_come_from_the_config_file(tmp_path):
     f = tmp_path / "lockd.toml"
     f.write_text('max-waiters-per-lock = 3\ntls-cert = "c.pem"\n')
-    ctx = cli.serve.make_context("serve", ["--config", str(f)])
+    ctx = cli_serve.serve.make_context("serve", ["--config", str(f)])
     assert ctx.params["max_waiters_per_lock"] == 3 and ctx.params["tls_cert"] == "c.pem"
 
 

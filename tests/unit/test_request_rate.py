@@ -84,7 +84,7 @@ def test_the_client_backs_off_and_retries_a_rate_refusal_but_not_other_limits():
 
 
 def test_bench_flood_is_only_run_when_named():
-    from lockd.cli import _BENCH_WORKLOADS, _parse_workloads
+    from lockd.cli.bench import _BENCH_WORKLOADS, _parse_workloads
 
     assert "flood" not in _parse_workloads(None, None, ())
     assert _parse_workloads(None, None, ("flood",)) == ("flood",)

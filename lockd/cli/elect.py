@@ -2,7 +2,7 @@
 
 Thin: elections and watches are `lockd_client` calls (Session.election, LockdClient.observe,
 LockdClient.watch), which find the leader, follow redirects and resume streams across
-failovers. Registered on `cli` by lockd/cli.py (docs/election.md, docs/watch.md, docs/cli.md).
+failovers. Registered on `cli` by lockd/cli/main.py (docs/election.md, docs/watch.md, docs/cli.md).
 """
 
 from __future__ import annotations
@@ -15,19 +15,9 @@ from typing import Any
 
 import click
 
-from lockd.cli import (
-    EXIT_SESSION_LOST,
-    EXIT_SIGNAL_BASE,
-    CliError,
-    _client_errors,
-    _connect,
-    _endpoints_option,
-    _globals,
-    _Interrupted,
-    _raise_interrupted,
-    _signals,
-    _text,
-)
+from lockd.cli._common import (
+    EXIT_SESSION_LOST, EXIT_SIGNAL_BASE, CliError, Interrupted, as_text, client_errors, connect,
+    endpoints_option, handle_signals, raise_interrupted, settings)
 
 ELECT_EPILOG = """\b
 Exit codes: 0 resigned after SIGINT/SIGTERM (or --listen stopped by one),
@@ -54,14 +44,14 @@ def _who() -> str:
 
 def leader_to_dict(leader: Any) -> dict[str, Any]:
     """The JSON shape of a leader (`lockd elect --listen --json`, one object per line)."""
-    return {"name": leader.name, "term": leader.token, "value": _text(leader.value),
+    return {"name": leader.name, "term": leader.token, "value": as_text(leader.value),
             "client_name": leader.client_name, "revision": leader.revision}
 
 
 def event_to_dict(ev: Any) -> dict[str, Any]:
     """The JSON shape of a watch event (`lockd watch --json`, one object per line)."""
     return {"revision": ev.revision, "type": ev.type, "name": ev.name, "token": ev.token,
-            "mode": ev.mode, "value": _text(ev.value), "client_name": ev.client_name,
+            "mode": ev.mode, "value": as_text(ev.value), "client_name": ev.client_name,
             "cause": ev.cause, "lock_delay_until_ms": ev.lock_delay_until_ms}
 
 
@@ -78,7 +68,7 @@ def _line(data: dict[str, Any]) -> None:
               default=10.0, show_default=True, metavar="SECONDS",
               help="Session TTL: how long after the last keepalive leadership passes on.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def elect(ctx: click.Context, name: str, value: str | None, listen: bool, ttl: float,
           as_json: bool, endpoints: str | None) -> None:
@@ -90,16 +80,16 @@ def elect(ctx: click.Context, name: str, value: str | None, listen: bool, ttl: f
     unanswered for TTL, or the cluster expired it) lockd exits 5 -- before the cluster can
     elect anyone else. With --listen, print the current leader and every change instead.
     """
-    g = _globals(ctx, endpoints)
+    g = settings(ctx, endpoints)
     if listen:
         if value is not None:
             raise click.UsageError("--listen takes no VALUE")
         _listen(g, name, as_json)
         return
     who = _who()
-    with _client_errors(g), _connect(g) as client:
+    with client_errors(g), connect(g) as client:
         try:
-            with _signals(_raise_interrupted):
+            with handle_signals(raise_interrupted):
                 with client.session(ttl=ttl, name=f"lockd-elect {who}"[:128]) as s:
                     e = s.election(name, value=who if value is None else value)
                     e.campaign()
@@ -108,35 +98,35 @@ def elect(ctx: click.Context, name: str, value: str | None, listen: bool, ttl: f
                         # reader may act on it at once) must resign, not "interrupt before".
                         if as_json:
                             _line({"event": "leading", "name": name, "term": e.token,
-                                   "value": _text(e.value)})
+                                   "value": as_text(e.value)})
                         else:
                             click.echo(f"leading {name} (term {e.token})")
                         while e.leading():
                             e.lost.wait(0.1)
-                    except _Interrupted:
+                    except Interrupted:
                         e.resign()
                         if not as_json:
                             click.echo(f"resigned {name}")
                         return
                     raise CliError(f"session lost: no longer leading {name!r}",
                                    EXIT_SESSION_LOST)
-        except _Interrupted as i:
+        except Interrupted as i:
             raise CliError("interrupted before leading", EXIT_SIGNAL_BASE + i.signum) from None
 
 
 def _listen(g: Any, name: str, as_json: bool) -> None:
-    with _client_errors(g), _connect(g) as client:
+    with client_errors(g), connect(g) as client:
         obs = client.observe(name)
         try:
-            with _signals(_raise_interrupted):
+            with handle_signals(raise_interrupted):
                 for leader in obs:
                     if as_json:
                         _line(leader_to_dict(leader))
                     else:
                         client_name = f" ({leader.client_name})" if leader.client_name else ""
-                        click.echo(f"leader of {name}: {_text(leader.value)}{client_name} "
+                        click.echo(f"leader of {name}: {as_text(leader.value)}{client_name} "
                                    f"term {leader.token}")
-        except _Interrupted:
+        except Interrupted:
             return
         finally:
             obs.close()
@@ -147,7 +137,7 @@ def _listen(g: Any, name: str, as_json: bool) -> None:
 @click.option("--after", "after", type=click.IntRange(min=0), default=0, metavar="REV",
               help="Print every event after revision REV (default: from now on).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def watch(ctx: click.Context, prefix: str, after: int, as_json: bool,
           endpoints: str | None) -> None:
@@ -158,10 +148,10 @@ def watch(ctx: click.Context, prefix: str, after: int, as_json: bool,
     Each line carries the cluster's revision; `--after REV` resumes after it, with no gap
     or duplicate, also across a leader failover.
     """
-    g = _globals(ctx, endpoints)
-    with _client_errors(g), _connect(g) as client:
+    g = settings(ctx, endpoints)
+    with client_errors(g), connect(g) as client:
         try:
-            with _signals(_raise_interrupted):
+            with handle_signals(raise_interrupted):
                 w = client.watch(prefix, after_revision=after)
                 try:
                     for ev in w:
@@ -171,7 +161,7 @@ def watch(ctx: click.Context, prefix: str, after: int, as_json: bool,
                             click.echo(_event_text(ev))
                 finally:
                     w.close()
-        except _Interrupted:
+        except Interrupted:
             return
 
 
@@ -184,16 +174,9 @@ def _event_text(ev: Any) -> str:
     if ev.client_name:
         parts.append(f"client={ev.client_name}")
     if ev.value:
-        parts.append(f"value={_text(ev.value)!r}")
+        parts.append(f"value={as_text(ev.value)!r}")
     if ev.cause and ev.cause != "released":
         parts.append(f"cause={ev.cause}")
     if ev.lock_delay_until_ms:
         parts.append(f"until_ms={ev.lock_delay_until_ms}")
     return "  ".join(parts)
-
-
-def register(group: click.Group) -> None:
-    """Add `elect` and `watch` to the `lockd` group."""
-    group.add_command(elect)
-    group.add_command(watch)
-

@@ -1,7 +1,7 @@
-"""`lockd status --watch`: the whole cluster on one screen, refreshed until Ctrl-C.
+"""`lockd status`: every member and the cluster's counters, once or (--watch) until Ctrl-C.
 
 Thin, like the rest of the CLI: each refresh is one `LockdClient.status()` (any node answers;
-it asks the other members), turned into plain data by `lockd.cli.status_to_dict`. This module
+it asks the other members), turned into plain data by `status_to_dict`. This module
 only keeps the last answer (`WatchState`), renders it (`render`, a rich renderable, with the
 summary line and member rows the one-shot `lockd status` prints too), and runs
 the refresh loop (`run_watch`) with the status source, the output and the clock injected, so
@@ -23,18 +23,40 @@ from typing import Any, Callable
 
 import click
 
-from lockd.cli import (
-    Globals,
-    _client_errors,
-    _connect,
-    _Interrupted,
-    _raise_interrupted,
-    _signals,
-    status_to_dict,
-)
+from lockd.cli._common import (
+    SHORT_EPILOG, Globals, Interrupted, client_errors, connect, endpoints_option,
+    handle_signals, print_json, print_table, raise_interrupted, settings)
 
 DEFAULT_INTERVAL_S = 2.0
 MIN_INTERVAL_S = 0.1
+
+
+def _role_name(role: int) -> str:
+    from lockd.v1 import lockd_pb2
+
+    name = lockd_pb2.Role.Name(role) if role in lockd_pb2.Role.values() else "ROLE_UNSPECIFIED"
+    return {"ROLE_UNSPECIFIED": "unknown"}.get(name, name.removeprefix("ROLE_").lower())
+
+
+def status_to_dict(resp: Any) -> dict[str, Any]:
+    """The JSON shape of `lockd status --json` (a StatusResponse as plain data)."""
+    return {
+        "leader_id": resp.leader_id,
+        "leader_grpc_address": resp.leader_grpc_address,
+        "answered_by": resp.self_id,
+        "sessions": resp.sessions,
+        "locks": resp.locks,
+        "waiters": resp.waiters,
+        "next_token": resp.next_token,
+        "revision": resp.revision,
+        "members": [
+            {"id": m.id, "role": _role_name(m.role), "grpc_address": m.grpc_address,
+             "raft_address": m.raft_address, "term": m.term, "commit_index": m.commit_index,
+             "applied_index": m.applied_index, "lag": m.lag, "ready": m.ready,
+             "error": m.error}
+            for m in resp.members
+        ],
+    }
 
 
 @dataclass
@@ -187,20 +209,20 @@ def watch_status(g: Globals, *, as_json: bool, interval: float) -> None:
     # interval: an unavailable cluster shows up on the screen within about a refresh.
     per_refresh = min(g.timeout, max(1.0, interval))
     tty = sys.stdout.isatty()
-    with _client_errors(g), _connect(g) as client:
+    with client_errors(g), connect(g) as client:
 
         def fetch() -> dict[str, Any]:
             return status_to_dict(client.status(timeout=per_refresh))
 
         try:
-            with _signals(_raise_interrupted):
+            with handle_signals(raise_interrupted):
                 if as_json:
                     run_watch(fetch, lambda s: click.echo(json_line(s)), interval=interval)
                 elif tty:
                     _watch_live(fetch, g.endpoints, interval)
                 else:
                     _watch_plain(fetch, g.endpoints, interval)
-        except _Interrupted:
+        except Interrupted:
             return
         except KeyboardInterrupt:      # SIGINT before our handler was installed
             return
@@ -229,3 +251,34 @@ def _watch_plain(fetch: Callable[[], dict[str, Any]], endpoints: str, interval: 
         sys.stdout.flush()
 
     run_watch(fetch, show, interval=interval)
+
+
+# ---------------------------------------------------------------- the command
+
+@click.command(epilog=SHORT_EPILOG)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--watch", "-w", "watch", is_flag=True,
+              help="Refresh until Ctrl-C (exit 0); a failed refresh is shown, not fatal. "
+                   "With --json: one JSON document per line per refresh.")
+@click.option("--interval", type=click.FloatRange(min=0.1, max=3600), default=2.0,
+              show_default=True, metavar="SECONDS", help="--watch: time between refreshes.")
+@endpoints_option()
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, watch: bool, interval: float,
+           endpoints: str | None) -> None:
+    """Show every member (role, term, indexes, lag) and the cluster's counters.
+
+    With --watch, the whole cluster on one screen, redrawn every --interval seconds until
+    Ctrl-C; while no node answers, the screen says so and the watch goes on.
+    """
+    g = settings(ctx, endpoints)
+    if watch:
+        watch_status(g, as_json=as_json, interval=interval)
+        return
+    with client_errors(g), connect(g) as client:
+        resp = client.status()
+    data = status_to_dict(resp)
+    if as_json:
+        print_json(data)
+        return
+    print_table(COLUMNS, member_rows(data), right=RIGHT, title=summary_line(data))

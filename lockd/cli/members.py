@@ -12,19 +12,10 @@ from typing import Any
 
 import click
 
-from lockd.cli import (
-    EXIT_ERROR,
-    SHORT_EPILOG,
-    CliError,
-    _client_errors,
-    _connect,
-    _endpoints_option,
-    _globals,
-    _print_json,
-    _print_table,
-    cli,
-    status_to_dict,
-)
+from lockd.cli._common import (
+    EXIT_ERROR, SHORT_EPILOG, CliError, client_errors, connect, endpoints_option, print_json,
+    print_table, settings)
+from lockd.cli.status import status_to_dict
 from lockd.config import ConfigError, split_hostport
 
 LAG_WARN = 1000   # entries behind the leader's commit index before a member shows as "lagging"
@@ -82,7 +73,7 @@ def members_to_dict(resp: Any) -> dict[str, Any]:
 
 
 def _membership_errors(g: Any, what: str):
-    """_client_errors plus a hint for the membership reasons."""
+    """client_errors plus a hint for the membership reasons."""
     import contextlib
 
     import lockd_client
@@ -95,7 +86,7 @@ def _membership_errors(g: Any, what: str):
 
     @contextlib.contextmanager
     def ctx():
-        with _client_errors(g):
+        with client_errors(g):
             try:
                 yield
             except lockd_client.MembershipError as e:
@@ -121,16 +112,16 @@ def members() -> None:
 
 @members.command("list", epilog=SHORT_EPILOG)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def members_list(ctx: click.Context, as_json: bool, endpoints: str | None) -> None:
     """Every member: id, Raft and gRPC address, role, term, commit/applied index, lag, health."""
-    g = _globals(ctx, endpoints)
-    with _client_errors(g), _connect(g) as client:
+    g = settings(ctx, endpoints)
+    with client_errors(g), connect(g) as client:
         resp = client.status()
     data = members_to_dict(resp)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     rows = []
     for m in data["members"]:
@@ -138,7 +129,7 @@ def members_list(ctx: click.Context, as_json: bool, endpoints: str | None) -> No
         rows.append([m["id"], m["raft_address"], m["grpc_address"] or "?", role, m["term"],
                      m["commit_index"], m["applied_index"], m["lag"], m["health"]])
     leader = data["leader_id"] or "none"
-    _print_table(["id", "Raft", "gRPC", "role", "term", "commit", "applied", "lag", "health"],
+    print_table(["id", "Raft", "gRPC", "role", "term", "commit", "applied", "lag", "health"],
                  rows, right=("term", "commit", "applied", "lag"),
                  title=f"{len(rows)} members, leader: {leader} (answered by {data['answered_by']})")
 
@@ -155,7 +146,7 @@ def members_list(ctx: click.Context, as_json: bool, endpoints: str | None) -> No
               metavar="SECONDS",
               help="How long the new member has to connect and catch up before the add is undone.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def members_add(ctx: click.Context, member_id: str, raft: str | None, grpc_address: str,
                 join_timeout: float, as_json: bool, endpoints: str | None) -> None:
@@ -176,12 +167,12 @@ def members_add(ctx: click.Context, member_id: str, raft: str | None, grpc_addre
         raise click.BadParameter(f"the member id is the Raft address: {raft} differs from ID "
                                  f"{member_id}", param_hint="'--raft'")
     grpc_address = _hostport(grpc_address, "--grpc")
-    g = _globals(ctx, endpoints)
-    with _membership_errors(g, f"adding {member_id}"), _connect(g) as client:
+    g = settings(ctx, endpoints)
+    with _membership_errors(g, f"adding {member_id}"), connect(g) as client:
         resp = client.add_member(member_id, grpc_address, join_timeout=join_timeout)
     ids = list(resp.member_ids)
     if as_json:
-        _print_json({"added": member_id, "grpc_address": grpc_address,
+        print_json({"added": member_id, "grpc_address": grpc_address,
                      "already_member": resp.already_member, "member_ids": ids})
         return
     verb = "was already a member" if resp.already_member else "added"
@@ -194,7 +185,7 @@ def members_add(ctx: click.Context, member_id: str, raft: str | None, grpc_addre
               show_default=True, metavar="SECONDS",
               help="When ID is the leader: how long the hand-over may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def members_remove(ctx: click.Context, member_id: str, transfer_timeout: float, as_json: bool,
                    endpoints: str | None) -> None:
@@ -207,12 +198,12 @@ def members_remove(ctx: click.Context, member_id: str, transfer_timeout: float, 
     (exit 0); MEMBER_NOT_FOUND means ID never was a member.
     """
     member_id = _hostport(member_id, "ID")
-    g = _globals(ctx, endpoints)
-    with _membership_errors(g, f"removing {member_id}"), _connect(g) as client:
+    g = settings(ctx, endpoints)
+    with _membership_errors(g, f"removing {member_id}"), connect(g) as client:
         resp = client.remove_member(member_id, transfer_timeout=transfer_timeout)
     ids = list(resp.member_ids)
     if as_json:
-        _print_json({"removed": member_id, "already_removed": resp.already_removed,
+        print_json({"removed": member_id, "already_removed": resp.already_removed,
                      "leadership_transferred": resp.leadership_transferred,
                      "leader_id": resp.leader_id, "member_ids": ids})
         return
@@ -236,7 +227,7 @@ def leader() -> None:
 @click.option("--transfer-timeout", type=click.FloatRange(1, 600), default=10.0,
               show_default=True, metavar="SECONDS", help="How long the hand-over may take.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@_endpoints_option()
+@endpoints_option()
 @click.pass_context
 def leader_transfer(ctx: click.Context, member_id: str, transfer_timeout: float, as_json: bool,
                     endpoints: str | None) -> None:
@@ -249,11 +240,11 @@ def leader_transfer(ctx: click.Context, member_id: str, transfer_timeout: float,
     """
     if member_id:
         member_id = _hostport(member_id, "ID")
-    g = _globals(ctx, endpoints)
-    with _membership_errors(g, "transferring leadership"), _connect(g) as client:
+    g = settings(ctx, endpoints)
+    with _membership_errors(g, "transferring leadership"), connect(g) as client:
         resp = client.transfer_leadership(member_id, transfer_timeout=transfer_timeout)
     if as_json:
-        _print_json({"leader_id": resp.leader_id, "leader_grpc_address": resp.leader_grpc_address,
+        print_json({"leader_id": resp.leader_id, "leader_grpc_address": resp.leader_grpc_address,
                      "previous_leader_id": resp.previous_leader_id})
         return
     if resp.leader_id == resp.previous_leader_id:
@@ -261,7 +252,3 @@ def leader_transfer(ctx: click.Context, member_id: str, transfer_timeout: float,
     else:
         click.echo(f"leader is now {resp.leader_id} (gRPC {resp.leader_grpc_address or '?'}), "
                    f"was {resp.previous_leader_id}")
-
-
-cli.add_command(members)
-cli.add_command(leader)
