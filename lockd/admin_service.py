@@ -98,7 +98,10 @@ class AdminService(pbg.AdminServicer):
     async def ForceRelease(self, request, context):
         name = validate_name(request.name)
         self.node.require_ready()
-        v = self.locks._check(await self.locks._propose(C.ForceRelease(name)))
+        if len(request.tokens) > 10_000:
+            raise invalid("tokens", "at most 10000")
+        v = self.locks._check(await self.locks._propose(
+            C.ForceRelease(name, tuple(sorted(set(request.tokens))))))
         released = [pb.ForcedGrant(client_name=c, token=t) for c, t in v.get("released", [])]
         log.warning("lock_force_released", **self._who(context), lock=name,
                     tokens=[g.token for g in released])

@@ -167,9 +167,11 @@ class KillSession:
 class ForceRelease:
     """An operator frees a lock from every holder (break-glass): the next waiters are
     granted with new tokens, which fence the old holders. Each old holder's session gets a
-    FORCE_RELEASED notice, delivered with its keepalives."""
+    FORCE_RELEASED notice, delivered with its keepalives. With `tokens`, only the grants
+    with those tokens are taken (so a re-sent ForceRelease never frees the next holder)."""
 
     lock: str
+    tokens: tuple = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -345,6 +345,8 @@ class LockStateMachine:
             return None, {"released": []}
         released = []
         for sid, h in list(lk.holders.items()):
+            if cmd.tokens and h.token not in cmd.tokens:
+                continue
             s = self.sessions[sid]
             del lk.holders[sid]
             del s.held[cmd.lock]

@@ -656,10 +656,12 @@ class KillSessionResponse(_message.Message):
     def __init__(self, released: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ForceReleaseRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "tokens")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    tokens: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., tokens: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ForcedGrant(_message.Message):
     __slots__ = ("client_name", "token")

@@ -62,7 +62,7 @@ COMMANDS = {
     CancelWait: st.builds(CancelWait, TEXT, TEXT, TEXT, st.sampled_from(["timeout", "cancelled"])),
     Proclaim: st.builds(Proclaim, TEXT, TEXT, INTS, st.binary(max_size=64), TEXT),
     KillSession: st.builds(KillSession, TEXT, INTS),
-    ForceRelease: st.builds(ForceRelease, TEXT),
+    ForceRelease: st.builds(ForceRelease, TEXT, st.lists(INTS, max_size=3).map(tuple)),
     RevokeLock: st.builds(RevokeLock, TEXT),
 }
 ANY_COMMAND = st.one_of(*COMMANDS.values())

@@ -72,6 +72,19 @@ def test_force_release_of_a_shared_lock_frees_every_holder_and_a_free_lock_answe
     assert_tables_agree(m)
 
 
+def test_force_release_with_tokens_takes_only_those_grants_so_a_resend_is_harmless():
+    m = new_fsm("s1", "s2")
+    apply_ok(m, acq("s1", "a", "r1"))
+    apply_ok(m, acq("s2", "a", "r2"))
+    t1 = token_of(m, "s1", "a")
+    assert apply_ok(m, ForceRelease("a", (t1,))).value == {"released": [["client-s1", t1]]}
+    assert holders(m, "a") == ["s2"]
+    # the same request again (a retry after an ambiguous failure) leaves s2 its grant
+    assert apply_ok(m, ForceRelease("a", (t1,))).value == {"released": []}
+    assert holders(m, "a") == ["s2"]
+    assert_tables_agree(m)
+
+
 def test_revoke_notifies_every_holder_and_releases_nothing():
     m = new_fsm("s1", "s2")
     apply_ok(m, acq("s1", "a", "r1"))
