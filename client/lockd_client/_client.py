@@ -288,6 +288,36 @@ class LockdClient:
         return self._admin(rq.transfer_leadership_call(target_id, transfer_timeout,
                                                        self.timeout))
 
+    # ------------------------------------------------------------------ break-glass
+
+    def list_sessions(self, *, page_size: int = 0,
+                      page_token: str = "") -> lockd_pb2.ListSessionsResponse:
+        """One page of the cluster's sessions (docs/break-glass.md): id prefixes, client names,
+        identities, TTL left, locks held and waited for. Pass the answer's `next_page_token`
+        for the next page ("" = the last one). Needs `admin` under ACLs."""
+        return self._unary("Admin", "ListSessions",
+                                 rq.list_sessions_request(page_size, page_token))
+
+    def kill_session(self, session_id: str) -> list[str]:
+        """End a session as if it expired (its client sees EXPIRED; its locks' lock-delays
+        start); `session_id` is the id or a unique prefix of at least 8 characters. Returns
+        the locks it released. A re-sent kill answers SessionExpiredError (already gone).
+        Needs `admin` under ACLs."""
+        resp = self._unary("Admin", "KillSession", rq.kill_session_request(session_id))
+        return list(resp.released)
+
+    def force_release(self, name: str, *,
+                      tokens: Sequence[int] = ()) -> lockd_pb2.ForceReleaseResponse:
+        """Free `name` from its holders (only the grants with `tokens`, if given: then a
+        re-sent call never frees the next holder). The next waiter's token fences the old
+        holders, whose clients are told (FORCE_RELEASED). Needs `admin` under ACLs."""
+        return self._unary("Admin", "ForceRelease", rq.force_release_request(name, tokens))
+
+    def revoke(self, name: str) -> lockd_pb2.RevokeLockResponse:
+        """Ask the holders of `name` to give it up: their clients fire the lock's revoke
+        callbacks (Curator's revocable locks). Releases nothing. Idempotent."""
+        return self._unary("Admin", "RevokeLock", rq.revoke_lock_request(name))
+
     def _admin(self, call: rq.AdminCall) -> Any:
         return self._unary("Cluster", call.method, call.request, timeout=call.budget,
                            attempt_timeout=call.budget)
@@ -360,6 +390,8 @@ class LockdClient:
             addr, rpc_timeout = call.next_attempt(self._clock.monotonic())
             if service == "Election":
                 stub = lockd_pb2_grpc.ElectionStub(self._channel(addr))
+            elif service == "Admin":
+                stub = lockd_pb2_grpc.AdminStub(self._channel(addr))
             else:
                 stub = self._lock_stub(addr) if service == "Lock" else self._cluster_stub(addr)
             try:

@@ -753,6 +753,22 @@ def transfer_leadership_request(target_id: str,
                                                timeout_ms=_ms(transfer_timeout))
 
 
+def list_sessions_request(page_size: int, page_token: str) -> lockd_pb2.ListSessionsRequest:
+    return lockd_pb2.ListSessionsRequest(page_size=page_size, page_token=page_token)
+
+
+def kill_session_request(session_id: str) -> lockd_pb2.KillSessionRequest:
+    return lockd_pb2.KillSessionRequest(session_id=session_id)
+
+
+def force_release_request(name: str, tokens: Sequence[int]) -> lockd_pb2.ForceReleaseRequest:
+    return lockd_pb2.ForceReleaseRequest(name=name, tokens=list(tokens))
+
+
+def revoke_lock_request(name: str) -> lockd_pb2.RevokeLockRequest:
+    return lockd_pb2.RevokeLockRequest(name=name)
+
+
 class AdminCall(NamedTuple):
     """A membership RPC ready to send (sync and asyncio clients alike): the Cluster method,
     its request, and its budget in seconds. The leader may wait a long time before answering

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from lockd.cli._common import (
-    SHORT_EPILOG, as_text, client_errors, connect, endpoints_option, print_json, print_table,
+    SHORT_EPILOG, CliError, as_text, client_errors, connect, endpoints_option, print_json, print_table,
     settings)
 
 
@@ -49,12 +49,39 @@ def _delay_text(until_ms: int) -> str:
     return f"delayed {left:.1f}s more" if left > 0 else "delay ending"
 
 
-@click.command(epilog=SHORT_EPILOG)
+class _ListByDefault(click.Group):
+    """`lockd locks [PREFIX]` lists; `lockd locks release|revoke ...` are subcommands. A
+    prefix spelled like a subcommand is listed with `lockd locks list PREFIX`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+LOCKS_EPILOG = """\b
+Break-glass (docs/break-glass.md): `release --force` frees a lock from a
+holder that is alive but stuck (admin only under ACLs); the next waiter's
+token fences it, and its client is told. `revoke` asks the holder to give
+the lock up (its client's revoke callbacks run; `lockd lock` passes SIGUSR1
+to CMD). Both log an audit line on the leader.
+
+\b
+Exit codes: 0 success, 1 refused or failed, 2 usage error, 3 cluster unavailable.
+"""
+
+
+@click.group(cls=_ListByDefault, epilog=LOCKS_EPILOG)
+def locks() -> None:
+    """List locks (`lockd locks [PREFIX]`), or force one free or ask its holder to give it up."""
+
+
+@locks.command("list", epilog=SHORT_EPILOG)
 @click.argument("prefix", default="")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @endpoints_option()
 @click.pass_context
-def locks(ctx: click.Context, prefix: str, as_json: bool, endpoints: str | None) -> None:
+def list_locks(ctx: click.Context, prefix: str, as_json: bool, endpoints: str | None) -> None:
     """List locks whose name starts with PREFIX: mode, holders (tokens), waiters."""
     g = settings(ctx, endpoints)
     with client_errors(g), connect(g) as client:
@@ -74,3 +101,59 @@ def locks(ctx: click.Context, prefix: str, as_json: bool, endpoints: str | None)
             holders += f"\n({_delay_text(d['lock_delay_until_ms'])})"
         rows.append([d["name"], mode, holders, len(d["waiters"])])
     print_table(["name", "mode", "holders (token: client [value])", "waiters"], rows)
+
+
+@locks.command("release", epilog=LOCKS_EPILOG)
+@click.argument("name")
+@click.option("--force", is_flag=True, required=True,
+              help="Required: take the lock from its holders (they are alive, not releasing).")
+@click.option("--token", "tokens", type=click.IntRange(min=1), multiple=True, metavar="TOKEN",
+              help="Take only the grant with this token (repeatable); default: the holders "
+                   "seen by a read just before.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@endpoints_option()
+@click.pass_context
+def release(ctx: click.Context, name: str, force: bool, tokens: tuple[int, ...], as_json: bool,
+            endpoints: str | None) -> None:
+    """Free NAME from its holders now; the next waiter is granted with a new token."""
+    g = settings(ctx, endpoints)
+    with client_errors(g), connect(g) as client:
+        if not tokens:
+            # The tokens of the holders now: a re-sent request then never frees the next holder.
+            info = client.get_lock(name)
+            tokens = tuple(h.token for h in info.holders) if info is not None else ()
+            if not tokens:
+                raise CliError(f"{name!r} is not held")
+        resp = client.force_release(name, tokens=tokens)
+    taken = [{"client_name": r.client_name, "token": r.token} for r in resp.released]
+    after = lock_to_dict(resp.lock)
+    if as_json:
+        print_json({"released": taken, "lock": after})
+        return
+    if not taken:
+        raise CliError(f"{name!r}: no grant with token {', '.join(map(str, tokens))} "
+                       f"(released already?)")
+    for t in taken:
+        click.echo(f"released {name} from {t['client_name']} (token {t['token']})")
+    nxt = after["holders"]
+    click.echo(f"now held by {', '.join(_holder_text(h) for h in nxt)}" if nxt else "now free")
+
+
+@locks.command("revoke", epilog=LOCKS_EPILOG)
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@endpoints_option()
+@click.pass_context
+def revoke(ctx: click.Context, name: str, as_json: bool, endpoints: str | None) -> None:
+    """Ask the holders of NAME to give it up (nothing is released by this)."""
+    g = settings(ctx, endpoints)
+    with client_errors(g), connect(g) as client:
+        resp = client.revoke(name)
+    asked = [{"client_name": r.client_name, "token": r.token} for r in resp.notified]
+    if as_json:
+        print_json({"notified": asked})
+        return
+    if not asked:
+        raise CliError(f"{name!r} is not held")
+    for a in asked:
+        click.echo(f"asked {a['client_name']} (token {a['token']}) to release {name}")
