@@ -183,6 +183,16 @@ class RevokeLock:
     lock: str
 
 
+@dataclass(frozen=True, slots=True)
+class SetDiskState:
+    """A member's data dir went below its free-space floor (`low`) or back above it; while
+    any member is low, the leader refuses new sessions and grants (NO_SPACE)."""
+
+    raft_address: str
+    free_bytes: int
+    low: bool
+
+
 _TAGS: dict[type, int] = {
     Barrier: 0,
     BeginEpoch: 1,
@@ -201,12 +211,14 @@ _TAGS: dict[type, int] = {
     KillSession: 30,
     ForceRelease: 31,
     RevokeLock: 32,
+    SetDiskState: 33,
 }
 _BY_TAG: dict[int, type] = {tag: cls for cls, tag in _TAGS.items()}
 
 Command = (Barrier | BeginEpoch | SetMemberInfo | OpenSession | CloseSession | ExpireSession
            | CheckpointSessions | ClearSilence | Acquire | Release | CancelWait | AcquireMany
-           | EndLockDelay | Proclaim | KillSession | ForceRelease | RevokeLock)
+           | EndLockDelay | Proclaim | KillSession | ForceRelease | RevokeLock
+           | SetDiskState)
 
 
 class DecodeError(ValueError):

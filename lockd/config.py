@@ -69,6 +69,9 @@ class NodeConfig:
     max_batch: int = 512
     propose_timeout_s: float = 5.0
     log_compaction_min_entries: int = 5000
+    # Disk (docs/operations.md, "A full disk"): below this many free bytes on the data dir's
+    # filesystem the node is short of space; 0 turns the check off.
+    min_free_bytes: int = 256 << 20
     log_format: str = "console"
     log_level: str = "info"
     node_name: str = field(default="")

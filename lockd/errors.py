@@ -34,6 +34,7 @@ class ErrorCode(enum.Enum):
     UNAVAILABLE = "UNAVAILABLE"
     OVERLOADED = "OVERLOADED"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    NO_SPACE = "NO_SPACE"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     STALE_EPOCH = "STALE_EPOCH"
     REQUEST_ID_REUSED = "REQUEST_ID_REUSED"
@@ -63,6 +64,7 @@ _TABLE: dict[ErrorCode, grpc.StatusCode] = {
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.LIMIT_EXCEEDED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCode.NO_SPACE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     # An ACL refusal (lockd/acl.py); metadata: permission, prefix (the name refused), identity.
     ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.STALE_EPOCH: grpc.StatusCode.ABORTED,

@@ -59,6 +59,7 @@ from .commands import (
     RevokeLock,
     SessionClosed,
     SessionOpened,
+    SetDiskState,
     SetMemberInfo,
     ValueProclaimed,
     WaitEnded,
@@ -68,7 +69,8 @@ from .commands import (
 SNAPSHOT_FORMAT = 4
 """2 added holders' owner/count/lock_delay_ms, waiters' owner/lock_delay_ms and locks'
 delay_until_ms; 3 added the retained window of lock events (`window`, `compacted_revision`);
-4 added sessions' notices (revocation requests, forced releases). Older snapshots still load
+4 added sessions' notices (revocation requests, forced releases) and members short of disk
+space (`no_space`). Older snapshots still load
 (those fields take their defaults; before 3 the window is empty and everything up to the
 snapshot's revision counts as compacted)."""
 _READABLE_FORMATS = (1, 2, 3, 4)
@@ -220,6 +222,7 @@ class LockStateMachine:
         self.members: dict[str, str] = {}      # raft address -> gRPC address
         self.revision = 0
         self.delayed: dict[str, int] = {}      # lock name -> delay_until_ms (an index of locks)
+        self.no_space: dict[str, int] = {}     # raft address -> free bytes, while under floor
         self.noticed: dict[str, None] = {}     # sessions with notices (an index: keepalives
                                                # of a cluster without any skip the lookups)
         # Retained lock events, oldest first: (revision, type, lock, token, mode, value,
@@ -304,6 +307,13 @@ class LockStateMachine:
 
     def _set_member_info(self, cmd: SetMemberInfo):
         self.members[cmd.raft_address] = cmd.grpc_address
+        return None, None
+
+    def _set_disk_state(self, cmd: SetDiskState):
+        if cmd.low:
+            self.no_space[cmd.raft_address] = cmd.free_bytes
+        else:
+            self.no_space.pop(cmd.raft_address, None)
         return None, None
 
     def _open_session(self, cmd: OpenSession):
@@ -974,6 +984,7 @@ class LockStateMachine:
             "leader": self.leader,
             "revision": self.revision,
             "members": [[k, v] for k, v in self.members.items()],
+            "no_space": [[k, v] for k, v in self.no_space.items()],
             "compacted_revision": self.compacted_revision,
             "window": [[*r[:5], r[5].decode("latin-1"), *r[6:]] for r in self.window],
             "sessions": [
@@ -1001,6 +1012,7 @@ class LockStateMachine:
         m.leader = d["leader"]
         m.revision = d["revision"]
         m.members = {k: v for k, v in d["members"]}
+        m.no_space = {k: v for k, v in d.get("no_space", ())}
         # Before format 3 no events were retained: all up to the snapshot count as compacted.
         m.compacted_revision = d.get("compacted_revision", m.revision)
         m.window = [(*r[:5], r[5].encode("latin-1"), *r[6:]) for r in d.get("window", ())]
@@ -1062,4 +1074,5 @@ _HANDLERS = {
     KillSession: LockStateMachine._kill_session,
     ForceRelease: LockStateMachine._force_release,
     RevokeLock: LockStateMachine._revoke_lock,
+    SetDiskState: LockStateMachine._set_disk_state,
 }

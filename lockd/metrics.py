@@ -43,6 +43,10 @@ class NodeMetrics:
         self.rpc_streams_started = Counter(
             "lockd_rpc_streams_started_total", "Streaming RPCs started (KeepAlive, Watch, ...).",
             ["service", "method"], registry=r)
+        self.disk_free_bytes = Gauge(
+            "lockd_disk_free_bytes", "Free bytes on the data dir's filesystem.", registry=r)
+        self.disk_low = Gauge(
+            "lockd_disk_low", "1 while the data dir is below --min-free-space.", registry=r)
         self.rpc_streams_active = Gauge(
             "lockd_rpc_streams_active", "Streaming RPCs open now.", ["service", "method"], registry=r)
         self.acquire_wait = Histogram(

@@ -12,6 +12,7 @@ import os
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "0"   # before the first `import grpc` (notes §10.1)
 
 import asyncio  # noqa: E402
+import errno  # noqa: E402
 import gc  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
@@ -30,6 +31,7 @@ from .auth import AuthInterceptor  # noqa: E402
 from .clock import Clock, SystemClock, SystemWallClock, WallClock  # noqa: E402
 from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
+from .disk import DiskMonitor, free_bytes, human  # noqa: E402
 from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
 from .fsm import MAX_LOCK_DELAY_MS  # noqa: E402
@@ -74,6 +76,8 @@ class LockdNode:
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
         self._ending_delays: set[str] = set()   # locks with an EndLockDelay in flight
+        self.disk: DiskMonitor | None = None     # --min-free-space (lockd/disk.py)
+        self.cluster_short_of_space: dict[str, int] = {}   # members below their floor
         self._delay_timer = LockDelayTimer(MAX_LOCK_DELAY_MS)
         self.membership = Membership(self)       # AddMember/RemoveMember/transfer; removed check
         self.tls_files = None          # lockd.tls.TLSFiles when the gRPC port uses TLS
@@ -132,6 +136,9 @@ class LockdNode:
         self._tasks.append(asyncio.create_task(self._reaper_loop()))
         self._tasks.append(asyncio.create_task(self._member_info_loop()))
         self._tasks.append(asyncio.create_task(self.membership.watch_loop()))
+        if self.config.min_free_bytes > 0:
+            self.disk = DiskMonitor(self.config.data_dir, self.config.min_free_bytes)
+            self._tasks.append(asyncio.create_task(self._disk_loop()))
         log.info("node_started", node=self.config.raft_address, grpc=self.config.grpc_address,
                  grpc_port=self.grpc_port, metrics_port=self.metrics_port or None)
 
@@ -354,6 +361,66 @@ class LockdNode:
         if r.code is not None:
             log.debug("checkpoint_failed", code=r.code)
 
+    def require_space(self) -> None:
+        """NO_SPACE while a member's disk is below its floor: new sessions and grants would
+        grow every member's journal (releases, closes and keepalives never call this)."""
+        short = self.cluster_short_of_space
+        if short:
+            addr, free = next(iter(short.items()))
+            raise LockdAbort(ErrorCode.NO_SPACE,
+                             f"member {addr} has {human(free)} free on its data dir, below its "
+                             f"--min-free-space: new sessions and grants are refused until it "
+                             f"has space (releases go on)", {"node": addr})
+
+    async def _disk_loop(self, period: float = 1.0) -> None:
+        """Read the data dir's free space; log and count each transition; publish this node's
+        state to the replicated state until it is there; as a leader short of space, hand
+        leadership to a member that has it (docs/operations.md, "A full disk")."""
+        me = self.config.raft_address
+        next_handover = 0.0
+        while True:
+            changed = self.disk.tick()
+            st = self.disk.state
+            self.metrics.disk_free_bytes.set(st.free_bytes)
+            self.metrics.disk_low.set(1 if st.low else 0)
+            if changed is not None:
+                if st.low:
+                    log.warning("disk_space_low", node=me, data_dir=self.config.data_dir,
+                                free_bytes=st.free_bytes, floor_bytes=self.disk.floor_bytes)
+                else:
+                    log.info("disk_space_ok", node=me, free_bytes=st.free_bytes,
+                             floor_bytes=self.disk.floor_bytes)
+            members = set(self.raft.member_ids())
+            short = self.raft.read(lambda f: {a: b for a, b in f.no_space.items() if a in members})
+            self.cluster_short_of_space = short
+            if (me in short) != st.low and self.raft.leader_id() is not None:
+                r = await asyncio.wrap_future(self.raft.propose(
+                    C.SetDiskState(me, st.free_bytes, st.low)))
+                if r.code is not None:
+                    log.debug("disk_state_not_published", code=r.code)
+            now = self.clock.monotonic()
+            if st.low and self.is_ready_leader() and now >= next_handover:
+                next_handover = now + 10.0
+                asyncio.ensure_future(self._hand_over_for_space(short))
+            await asyncio.sleep(period)
+
+    async def _hand_over_for_space(self, short: dict[str, int]) -> None:
+        """Transfer leadership to a connected member with space (none: stay, and say so)."""
+        me = self.config.raft_address
+        targets = [m for m in self.raft.member_ids() if m != me and m not in short
+                   and self.raft.peer_connected(m)]
+        if not targets:
+            log.warning("disk_space_low_no_handover", node=me,
+                        hint="no other member has space: writes of new state stay refused")
+            return
+        try:
+            resp = await self.membership.transfer(
+                lockd_pb2.TransferLeadershipRequest(target_id=targets[0], timeout_ms=5000))
+            log.warning("leadership_handed_over_for_space", node=me, leader=resp.leader_id)
+        except LockdAbort as e:
+            log.warning("leadership_handover_failed", node=me, reason=e.code.name,
+                        error=e.message)
+
     async def _member_info_loop(self) -> None:
         """Publish this node's gRPC address in the replicated state (so others can name it)."""
         while True:
@@ -398,9 +465,37 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
+EXIT_NO_SPACE = 6
+"""`lockd serve`'s exit code when the data dir's filesystem is short of space (docs/cli.md)."""
+
+
+def startup_space_problem(config: NodeConfig) -> str | None:
+    """Why the node must not start on this disk (below --min-free-space), or None."""
+    if config.min_free_bytes <= 0:
+        return None
+    path = config.data_dir
+    while path and not os.path.exists(path):   # the data dir may not exist yet
+        path = os.path.dirname(os.path.abspath(path))
+    try:
+        free = free_bytes(path or ".")
+    except OSError as e:
+        return f"data dir {config.data_dir}: cannot read its free space: {e.strerror or e}"
+    if free < config.min_free_bytes:
+        return (f"data dir {config.data_dir}: {human(free)} free, below --min-free-space "
+                f"{human(config.min_free_bytes)}; free some space (or lower the floor) and "
+                f"start again")
+    return None
+
+
 def run_node(config: NodeConfig) -> int:
     """Run one node in the foreground until SIGTERM/SIGINT; return the exit code."""
     configure_logging(config.log_format, config.log_level)
+
+    short = startup_space_problem(config)
+    if short:
+        log.error("node_start_failed", data_dir=config.data_dir, error=short)
+        print(f"lockd: error: {short}", file=sys.stderr, flush=True)
+        return EXIT_NO_SPACE
 
     async def main() -> int:
         node = LockdNode(config)
@@ -415,7 +510,7 @@ def run_node(config: NodeConfig) -> int:
             log.error("node_start_failed", data_dir=config.data_dir, error=str(e))
             print(f"lockd: error: {e}", file=sys.stderr, flush=True)
             await node.stop(0)
-            return 1
+            return EXIT_NO_SPACE if getattr(e, "errno", None) == errno.ENOSPC else 1
         log.info("heap_frozen", objects=freeze_startup_heap())
         stopped = asyncio.ensure_future(stop.wait())
         removed = asyncio.ensure_future(node.membership.removed.wait())

@@ -229,6 +229,7 @@ class LockService(pbg.LockServicer):
         if len(request.client_name.encode("utf-8")) > MAX_CLIENT_NAME_BYTES:
             raise invalid("client_name", f"longer than {MAX_CLIENT_NAME_BYTES} bytes")
         self.node.require_ready()
+        self.node.require_space()
         identity = identity_of(context)
         self._check_session_limits(sid, identity)
         v = self._check(await self._propose(C.OpenSession(sid, ttl_ms, request.client_name,
@@ -335,6 +336,7 @@ class LockService(pbg.LockServicer):
             raise invalid("owner", f"must be printable and at most {MAX_OWNER_BYTES} bytes")
         node = self.node
         node.require_ready()
+        node.require_space()
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [name], wait, len(request.value))
         fut = node.waiters.register(sid, name, rid) if wait else None
@@ -400,6 +402,7 @@ class LockService(pbg.LockServicer):
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         node = self.node
         node.require_ready()
+        node.require_space()
         first = items[0][0]
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [it[0] for it in items], wait, len(request.value))

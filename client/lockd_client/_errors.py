@@ -15,7 +15,7 @@ Exception tree::
     ├── DeadlockError               DEADLOCK (the wait would close a cycle); carries .cycle
     ├── LockTimeout                 WAIT_TIMEOUT (also a builtin TimeoutError)
     ├── ClusterUnavailableError     NOT_LEADER, UNAVAILABLE (after retries ran out), no answer in time
-    ├── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED
+    ├── ResourceExhaustedError      OVERLOADED, LIMIT_EXCEEDED, NO_SPACE
     ├── RevisionCompactedError      REVISION_COMPACTED (watch from a revision no longer retained)
     ├── MembershipError             MEMBER_EXISTS, MEMBER_NOT_FOUND, MEMBERSHIP_BUSY,
     │                               MEMBER_UNREACHABLE, QUORUM_AT_RISK, TRANSFER_FAILED
@@ -174,9 +174,11 @@ class ClusterUnavailableError(LockdError):
     """No leader answered in time: retries with backoff ran out (elections, crashes, partitions)."""
 
 
-@_registers("OVERLOADED", "LIMIT_EXCEEDED")
+@_registers("OVERLOADED", "LIMIT_EXCEEDED", "NO_SPACE")
 class ResourceExhaustedError(LockdError):
-    """The cluster is overloaded (retried first) or a limit is reached (sessions, waiters, sizes)."""
+    """The cluster is overloaded (retried first), a limit is reached (sessions, waiters, sizes),
+    or a member's disk is short of space (NO_SPACE: new sessions and grants are refused,
+    `metadata["node"]` names it; releases go on)."""
 
 
 @_registers("REVISION_COMPACTED")

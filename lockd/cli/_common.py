@@ -26,6 +26,7 @@ EXIT_USAGE = 2            # bad flag, bad configuration
 EXIT_UNAVAILABLE = 3      # no node (or no leader) answered in time
 EXIT_WAIT_TIMEOUT = 4     # `lock --wait` ran out before the grant
 EXIT_SESSION_LOST = 5     # `lock`: the session was lost while CMD ran (CMD was terminated)
+EXIT_NO_SPACE = 6         # `serve`: the data dir's filesystem is below --min-free-space
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 EXIT_SIGNAL_BASE = 128    # 128+N: stopped by signal N (130 = Ctrl-C)

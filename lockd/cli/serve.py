@@ -14,6 +14,7 @@ import click
 from lockd.cli._common import DEFAULT_DATA_DIR, EXIT_USAGE, CliError
 from lockd.cli.security import check_security_files, security_settings, serve_security_options
 from lockd.config import DEFAULT_TTL_MS, MAX_TTL_MS, MIN_TTL_MS, ConfigError, NodeConfig
+from lockd.disk import parse_size
 
 
 def _read_password_file(path: str) -> str:
@@ -33,13 +34,18 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
                  raft_password_file: str | None, default_ttl: float, log_format: str,
                  log_level: str, grpc_advertise_address: str = "", fsync: bool | None = None,
                  metrics_address: str = "", config: str | None = None,
-                 join: bool = False, **security: Any) -> NodeConfig:
+                 join: bool = False, min_free_space: str = "256M",
+                 **security: Any) -> NodeConfig:
     """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid.
 
     `config` (the --config file) was already merged by click as the defaults layer.
     `security` holds the TLS, ACL and --max-* flags (lockd/cli/security.py).
     """
     password = _read_password_file(raft_password_file) if raft_password_file else None
+    try:
+        min_free = parse_size(min_free_space, "--min-free-space")
+    except ValueError as e:
+        raise CliError(str(e), EXIT_USAGE) from None
     security = security_settings(dict(security))
     try:
         return NodeConfig(
@@ -56,6 +62,7 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
             log_format=log_format,
             log_level=log_level.lower(),
             join=join,
+            min_free_bytes=min_free,
             **security,
         ).validate()
     except ConfigError as e:
@@ -161,6 +168,12 @@ or failed, 2 usage or configuration error.
 @click.option("--metrics-address", envvar="LOCKD_METRICS_ADDRESS", show_envvar=True, default="",
               metavar="HOST:PORT", help="Serve Prometheus metrics at http://HOST:PORT/metrics "
                                         "(default: off).")
+@click.option("--min-free-space", envvar="LOCKD_MIN_FREE_SPACE", show_envvar=True,
+              default="256M", show_default=True, metavar="SIZE",
+              help="Free space the data dir's filesystem must keep (K/M/G, or bytes; 0 = no "
+                   "check). Below it the node refuses to start, or, running, the cluster "
+                   "refuses new sessions and grants (NO_SPACE) until space returns; releases "
+                   "and keepalives go on. See docs/operations.md, \"A full disk\".")
 @click.option("--raft-password-file", envvar="LOCKD_RAFT_PASSWORD_FILE", show_envvar=True,
               metavar="FILE", help="File holding the cluster password that encrypts Raft "
                                    "traffic (required without --dev).")

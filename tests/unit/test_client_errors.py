@@ -25,6 +25,7 @@ EXPECTED = {
     "UNAVAILABLE": E.ClusterUnavailableError,
     "OVERLOADED": E.ResourceExhaustedError,
     "LIMIT_EXCEEDED": E.ResourceExhaustedError,
+    "NO_SPACE": E.ResourceExhaustedError,
     "PERMISSION_DENIED": E.PermissionDeniedError,
     **{r: E.MembershipError for r in ("MEMBER_EXISTS", "MEMBER_NOT_FOUND", "MEMBERSHIP_BUSY",
                                       "MEMBER_UNREACHABLE", "QUORUM_AT_RISK", "TRANSFER_FAILED")},

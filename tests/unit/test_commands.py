@@ -31,6 +31,7 @@ from lockd.commands import (
     Proclaim,
     Release,
     RevokeLock,
+    SetDiskState,
     SetMemberInfo,
     decode_batch,
     encode_batch,
@@ -64,6 +65,7 @@ COMMANDS = {
     KillSession: st.builds(KillSession, TEXT, INTS),
     ForceRelease: st.builds(ForceRelease, TEXT, st.lists(INTS, max_size=3).map(tuple)),
     RevokeLock: st.builds(RevokeLock, TEXT),
+    SetDiskState: st.builds(SetDiskState, TEXT, INTS, st.booleans()),
 }
 ANY_COMMAND = st.one_of(*COMMANDS.values())
 
@@ -72,7 +74,7 @@ FROZEN_TAGS = {
     Barrier: 0, BeginEpoch: 1, SetMemberInfo: 2, OpenSession: 3, CloseSession: 4,
     ExpireSession: 5, CheckpointSessions: 6, ClearSilence: 7, Acquire: 8, Release: 9,
     CancelWait: 10, AcquireMany: 11, EndLockDelay: 12, Proclaim: 20,
-    KillSession: 30, ForceRelease: 31, RevokeLock: 32,
+    KillSession: 30, ForceRelease: 31, RevokeLock: 32, SetDiskState: 33,
 }
 
 
