@@ -40,10 +40,13 @@ proto-check: proto
 
 # Seeded fault runs (docs/testing.md): make chaos SEED=7 DURATION=120 BACKEND=local WORKLOAD=all
 # SEED empty = a fresh random seed (printed first); the report goes to OUT (default chaos-out/BACKEND-SEED).
+# FAULTS=pause_follower,kill_leader replaces the nemesis mix; AVAILABILITY=strict fails on a
+# leader change no fault on the leader explains (default: report).
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/python -m lockd_cluster.chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),60) \
-	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT))
+	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT)) \
+	  $(if $(FAULTS),--faults $(FAULTS)) $(if $(AVAILABILITY),--availability $(AVAILABILITY))
 
 # Fuzzing (docs/security.md): a private local 3-node cluster gets CASES random and adversarial
 # RPCs; exit 0 if no node crashed, nothing answered UNKNOWN/INTERNAL and the replicas agree.

@@ -425,6 +425,7 @@ class Ctx:
     clients: int = 4
     echo: Callable[[str], None] = print
     nemesis_kinds: list[str] | None = None
+    availability: str = "report"     # "strict": an unexplained leader change fails the run
     small: bool = False              # the short CI variant: fewer repetitions
     rng: random.Random = field(init=False)
 
@@ -765,6 +766,14 @@ def server_audit(cluster: Cluster, events: list[dict]) -> dict:
     return r
 
 
+def fault_record(ctx: Ctx, what: str, kind: str, step: str, **fields: Any) -> None:
+    """A `start`/`end` line in the fault log for a fault a scenario driver makes itself (the
+    availability verdict reads them as it reads the nemesis's steps)."""
+    with open(ctx.out / "faults.jsonl", "a") as f:
+        f.write(json.dumps({"t": time.monotonic(), "what": what, "kind": kind, "step": step,
+                            **fields}) + "\n")
+
+
 def _result(name: str, res: dict, **extra: Any) -> dict:
     out = {"workload": name, "valid": res["valid"], "violations": res["violations"],
            "stats": res.get("stats", {})}
@@ -793,14 +802,29 @@ def _run_nemesis(ctx: Ctx, pool: Pool | None, kinds: list[str], duration: float,
     return nem
 
 
+def availability_verdict(cluster: Cluster, faults_path: Path) -> dict:
+    """check_availability over the nodes' `leader_elected` lines and a fault log."""
+    recs = read_events(faults_path)
+    return checker.check_availability(leader_elections(cluster), checker.fault_intervals(recs),
+                                      n_nodes=len(cluster.nodes))
+
+
 def _finish(ctx: Ctx, pool: Pool, name: str, res: dict, *, audit_events: list[dict] | None,
             **extra: Any) -> dict:
-    """Stop workers and cluster, add the server-log audit, write result.json."""
+    """Stop workers and cluster, add the server-log audit and the availability verdict (it
+    fails the run only with `ctx.availability == "strict"`), write result.json."""
     pool.stop()
     ctx.cluster.stop()
     if audit_events is not None:
         audit = server_audit(ctx.cluster, audit_events)
         res = checker.merge(res, audit)
+    avail = availability_verdict(ctx.cluster, ctx.out / "faults.jsonl")
+    avail["mode"] = ctx.availability
+    for v in avail["violations"]:
+        ctx.log(f"{name}: availability ({ctx.availability}): {v}")
+    if ctx.availability == "strict":
+        res = checker.merge(res, {"valid": avail["valid"], "violations": avail["violations"]})
+    extra.setdefault("availability", avail)
     out = _result(name, res, **extra)
     (ctx.out / "result.json").write_text(json.dumps(out, indent=1, default=str))
     return out
@@ -922,7 +946,12 @@ def _acquire_ok(e: dict) -> bool:
 
 
 def leaders_ready(cluster: Cluster) -> list[float]:
-    """When leaders became ready (`leader_ready` in every node's log), as time.monotonic().
+    """When leaders became ready (`leader_ready` in every node's log), as time.monotonic()."""
+    return [t for t, _i, _ev in _log_events(cluster, ("leader_ready",))]
+
+
+def _log_events(cluster: Cluster, names: tuple[str, ...]) -> list[tuple[float, int, dict]]:
+    """(monotonic t, node index, event) of the named events in every node's JSON log.
 
     Node logs stamp wall-clock UTC; this machine's monotonic clock is the histories' clock, so
     the two are lined up by sampling both now (containers share the host's clocks)."""
@@ -932,16 +961,29 @@ def leaders_ready(cluster: Cluster) -> list[float]:
     out = []
     for i in range(len(cluster.nodes)):
         for line in cluster.logs(i).splitlines():
-            if '"leader_ready"' not in line:
+            if not any(f'"{n}"' in line for n in names):
                 continue
             try:
                 ev = json.loads(line)
                 wall = datetime.datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
             except (ValueError, KeyError, TypeError):
                 continue
-            if ev.get("event") == "leader_ready":
-                out.append(wall.timestamp() - offset)
-    return sorted(out)
+            if ev.get("event") in names:
+                out.append((wall.timestamp() - offset, i, ev))
+    return sorted(out, key=lambda x: x[0])
+
+
+def leader_elections(cluster: Cluster) -> list[dict]:
+    """Every `leader_elected` of every node's log: {"t" (time.monotonic()), "node", "term"}.
+
+    `node` is the index of the node whose log has the line (each node logs its own election)."""
+    out = []
+    for t, i, ev in _log_events(cluster, ("leader_elected",)):
+        try:
+            out.append({"t": t, "node": i, "term": int(ev["term"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
 
 def run_liveness(ctx: Ctx) -> dict:
@@ -997,6 +1039,7 @@ def run_liveness(ctx: Ctx) -> dict:
         for k in range(2 if ctx.small else max(3, int(ctx.duration // 10))):
             time.sleep(rng.uniform(0.5, 1.5))
             lead = ctx.cluster.wait_for_leader(30)
+            fault_record(ctx, "start", "kill_leader", f"liveness-{k}", node=lead)
             t_kill = time.monotonic()
             ctx.cluster.kill(lead)
             # Only grants asked for once the kill has taken effect count: a Docker kill is a
@@ -1016,6 +1059,7 @@ def run_liveness(ctx: Ctx) -> dict:
                     f"{(first - t_kill) if first else float('nan'):.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
+            fault_record(ctx, "end", "kill_leader", f"liveness-{k}", node=lead)
         rb = checker.check_failover_gaps(fails, bound=FAILOVER_BOUND_S,
                                          median_bound=FAILOVER_MEDIAN_BOUND_S)
         events = pool.events()
@@ -1046,6 +1090,7 @@ def run_premature(ctx: Ctx, kills: int = 10) -> dict:
         for k in range(kills):
             time.sleep(ctx.rng.uniform(0.2, 1.0))
             lead = ctx.cluster.wait_for_leader(30)
+            fault_record(ctx, "start", "kill_leader", f"premature-{k}", node=lead)
             t = time.monotonic()
             ctx.cluster.kill(lead)
             new = ctx.cluster.wait_for_leader(30, exclude=[lead])
@@ -1054,6 +1099,7 @@ def run_premature(ctx: Ctx, kills: int = 10) -> dict:
                     f"leads after {gaps[-1]:.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
+            fault_record(ctx, "end", "kill_leader", f"premature-{k}", node=lead)
         time.sleep(1.0)
         pool.quiesce(timeout=20)
         reader = ctx.reader()
@@ -1130,6 +1176,7 @@ def run_churn(ctx: Ctx) -> dict:
             # Churn starts once the holder is dead: a live holder could not renew through it
             # (see docs/testing.md, violation 2), and what is tested is the dead one's expiry.
             crash = wait_event(h.history, lambda e: e["f"] == "crash", 30, None)
+            fault_record(ctx, "start", "churn", f"churn-{k}")
             while time.monotonic() < deadline and crash is not None:
                 churn(ctx.cluster, period=ctx.ttl / 2, until=time.monotonic() + ctx.ttl / 2,
                       record=rec)
@@ -1138,6 +1185,7 @@ def run_churn(ctx: Ctx) -> dict:
                                           time.monotonic() > crash["t"] + 2 * bound):
                     break
             churn_until = time.monotonic()
+            fault_record(ctx, "end", "churn", f"churn-{k}")
             if granted is None:   # churn is over: how long until it expires without it?
                 granted = wait_event(w.history, _acquire_ok, bound + 10, w)
             done.set()
@@ -1190,6 +1238,7 @@ def run_durability(ctx: Ctx) -> dict:
             time.sleep(ctx.rng.uniform(1.5, 3.5))
             t, st = leader_status(ctx.cluster)
             samples.append({"t": t, "next_token": st.next_token})
+            fault_record(ctx, "start", "kill_all", f"durability-{c}")
             t_kill = time.monotonic()
             for i in range(len(ctx.cluster)):
                 ctx.cluster.kill(i)
@@ -1199,6 +1248,7 @@ def run_durability(ctx: Ctx) -> dict:
             lead = ctx.cluster.wait_for_leader(60)
             t, st = leader_status(ctx.cluster)
             samples.append({"t": t, "next_token": st.next_token})
+            fault_record(ctx, "end", "kill_all", f"durability-{c}")
             with open(nem_log, "a") as f:
                 f.write(json.dumps({"t": t_kill, "what": "kill_all", "down_s": down,
                                     "leader_after_s": round(t - t_kill, 3),
@@ -1263,6 +1313,7 @@ def run_knows_first(ctx: Ctx) -> dict:
             if variant == "leader_kill":
                 time.sleep(ctx.rng.uniform(0.0, 1.0))
                 killed = ctx.cluster.wait_for_leader(30)
+                fault_record(ctx, "start", "kill_leader", f"knows_first-{k}", node=killed)
                 ctx.cluster.kill(killed)
             ok = wait_event(b.history, _acquire_ok, ctx.ttl + GRACE_S + 20, b)
             lost = wait_event(a.history, lambda e: e["f"] == "lost", 5, a)
@@ -1274,6 +1325,7 @@ def run_knows_first(ctx: Ctx) -> dict:
             if killed is not None:
                 ctx.cluster.restart(killed)
                 ctx.cluster.wait_for_members(30)
+                fault_record(ctx, "end", "kill_leader", f"knows_first-{k}", node=killed)
         res = checker.check_client_knows_first(cases)
         res["stats"]["variants"] = [c["variant"] for c in cases]
         events = pool.events()
