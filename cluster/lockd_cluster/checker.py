@@ -494,8 +494,10 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
     `entries` are the state machine's events in log order, each {"index": i, "kind":
     "granted|released|...", "lock", "token", "mode", "session", "cause"}, plus
     {"kind": "snapshot", "next_token", "holders": {lock: [[session, token, mode], ...]}} first
-    when the log starts at a snapshot. Checks, at every index:
-    - an exclusive grant only on a lock with no holder, a shared grant only beside shared ones;
+    when the log starts at a snapshot (and "permits": {lock: n} for its semaphores). Checks,
+    at every index:
+    - an exclusive grant only on a lock with no holder, a shared grant only beside shared ones,
+      a semaphore grant (a grant's `permits` > 1) only beside fewer than `permits` holders;
     - grant tokens strictly increase;
     - a release is of a current holder.
     With client `events`: every acknowledged grant (lock, token) is in the log (if the log
@@ -525,7 +527,12 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
                                   f"token {last_token} (tokens must strictly increase)")
             last_token = max(last_token, tok)
             cur = holders[lock]
-            if cur and (mode == 1 or any(m == 1 for _, m in cur.values())):
+            permits = int(e.get("permits", 1) or 1)
+            if permits > 1 and mode == 1:
+                conflict = (len(cur) >= permits or any(m != 1 for _, m in cur.values()))
+            else:
+                conflict = bool(cur) and (mode == 1 or any(m == 1 for _, m in cur.values()))
+            if conflict:
                 violations.append(f"index {e['index']}: {lock} granted (token {tok}, mode "
                                   f"{mode}) while held by tokens "
                                   f"{sorted(t for t, _ in cur.values())}")

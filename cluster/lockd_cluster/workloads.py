@@ -107,6 +107,19 @@ class _Worker:
         self.session, self.session_name = s, name
         return True
 
+    def close_session(self) -> None:
+        """Close the current session (CloseSession releases its locks); the next
+        `ensure_session` opens a new one."""
+        s, self.session = self.session, None
+        if s is None:
+            return
+        self.hist.invoke("close", session=self.session_name)
+        try:
+            s.close()
+            self.hist.ok("close", session=self.session_name)
+        except Exception as e:  # noqa: BLE001
+            self.hist.info("close", session=self.session_name, error=type(e).__name__)
+
     def close(self) -> None:
         s = self.session
         if s is not None:
@@ -369,7 +382,200 @@ def _role_load(w: _Worker) -> None:
     _Flags.stop.wait(600)
 
 
-ROLES = {"lockset": _role_lockset, "mutex": _role_mutex, "holder": _role_holder,
+# The soak's operations and their weights (each one op of the steady mix).
+SOAK_OPS = (("exclusive", 4), ("try", 3), ("shared", 2), ("semaphore", 2), ("many", 2),
+            ("elect", 1))
+SOAK_EXCLUSIVE = ("soak/x/0", "soak/x/1", "soak/x/2")
+SOAK_MANY = ("soak/m/a", "soak/m/b")
+
+
+def _soak_watch(w: _Worker, stop: threading.Event, box: list) -> threading.Thread:
+    """A watch stream on `soak/` for the worker's life: its revisions must strictly increase
+    (no duplicate, no going back); a stream that fails is reopened (from now)."""
+    import lockd_client
+
+    def run() -> None:
+        n = streams = 0
+        while not stop.is_set():
+            streams += 1
+            last = 0
+            try:
+                wa = w.client.watch("soak/", reconnect_timeout=30.0)
+                box[:] = [wa]
+                if stop.is_set():
+                    wa.close()
+                    break
+                for ev in wa:
+                    n += 1
+                    if ev.revision <= last:
+                        w.hist.info("watch_error", revision=ev.revision, previous=last,
+                                    stream=streams)
+                    last = ev.revision
+                    if n % 500 == 0:
+                        w.hist.info("watch", n=n, revision=last, stream=streams)
+            except (lockd_client.LockdError, RuntimeError) as e:
+                w.hist.info("watch_reopen", error=type(e).__name__, stream=streams)
+                stop.wait(0.5)
+        w.hist.info("watch", n=n, revision=last, stream=streams, final=True)
+
+    th = threading.Thread(target=run, daemon=True, name="soak-watch")
+    th.start()
+    return th
+
+
+def _role_soak(w: _Worker) -> None:
+    """A steady mix of every primitive at `rate` operations per second: blocking and try
+    exclusive locks, shared locks, a semaphore, AcquireMany, an election; a watch stream all
+    along; sessions closed and reopened every 15-30 operations, and now and then one orphaned
+    while it holds a lock (it expires on the server). Exclusive grants (also each lock of an
+    AcquireMany and the election's term) are recorded as `acquire`/`release` for check_mutex,
+    AcquireMany's under the sub-process `ID+m:NAME`, the election's under `ID+e`; shared and
+    semaphore grants as `acquire_shared` / `acquire_sem`."""
+    import lockd_client
+
+    rate = float(w.cfg.get("rate", 4.0))
+    hold_s = float(w.cfg.get("hold_s", 0.3))
+    orphan_every = int(w.cfg.get("orphan_every", 60))
+    path = w.cfg["history"]
+    many_h = {n: HistoryWriter(path, f"{w.id}+m:{n}") for n in SOAK_MANY}
+    elect_h = HistoryWriter(path, f"{w.id}+e")
+    kinds = [k for k, _ in SOAK_OPS]
+    weights = [n for _, n in SOAK_OPS]
+    stop_watch = threading.Event()
+    box: list = []
+    watcher = _soak_watch(w, stop_watch, box)
+    n_ops = 0
+    session_left = w.rng.randint(15, 30)
+    t_next = time.monotonic()
+
+    def plain(lock, f_acq: str, f_rel: str, timeout: float) -> None:
+        hist = w.hist
+        hist.invoke(f_acq, lock=lock.name, session=w.session_name)
+        try:
+            got = lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
+        except lockd_client.LockdError as e:
+            hist.info(f_acq, lock=lock.name, error=type(e).__name__)
+            return
+        if not got:
+            hist.fail(f_acq, lock=lock.name, error="timeout")
+            return
+        tok = lock.token
+        hist.ok(f_acq, lock=lock.name, token=tok, session=w.session_name)
+        w.nap(w.rng.uniform(0.0, hold_s))
+        hist.invoke(f_rel, lock=lock.name, token=tok)
+        try:
+            lock.release()
+            hist.ok(f_rel, lock=lock.name, token=tok)
+        except (lockd_client.LockdError, RuntimeError) as e:
+            hist.info(f_rel, lock=lock.name, token=tok, error=type(e).__name__)
+
+    def exclusive(timeout: float) -> None:
+        lock = w.session.lock(w.rng.choice(SOAK_EXCLUSIVE))
+        tok = w.acquire(lock, timeout=timeout)
+        if tok is None:
+            return
+        w.nap(w.rng.uniform(0.0, hold_s))
+        if orphan_every and w.rng.randrange(orphan_every) == 0 and w.use(lock, tok):
+            # Session expiry: stop renewing while holding; the cluster expires it after the
+            # TTL and grants the lock on. The worker goes on with a new session.
+            w.hist.info("orphan", session=w.session_name, lock=lock.name, token=tok)
+            w.session.orphan()
+            w.session = None
+            return
+        w.use(lock, tok)
+        w.release(lock, tok)
+
+    def many(timeout: float) -> None:
+        ml = w.session.lock_many(list(SOAK_MANY))
+        for n, h in many_h.items():
+            h.invoke("acquire", lock=n, session=w.session_name)
+        try:
+            got = ml.acquire(timeout=timeout)
+        except lockd_client.LockdError as e:
+            for n, h in many_h.items():
+                h.info("acquire", lock=n, error=type(e).__name__)
+            return
+        if not got:
+            for n, h in many_h.items():
+                h.fail("acquire", lock=n, error="timeout")
+            return
+        toks = ml.tokens
+        for n, h in many_h.items():
+            h.ok("acquire", lock=n, token=toks.get(n), session=w.session_name)
+        w.nap(w.rng.uniform(0.0, hold_s))
+        for n, h in many_h.items():
+            h.invoke("release", lock=n, token=toks.get(n))
+        try:
+            ml.release()
+            for n, h in many_h.items():
+                h.ok("release", lock=n, token=toks.get(n))
+        except (lockd_client.LockdError, RuntimeError) as e:
+            for n, h in many_h.items():
+                h.info("release", lock=n, token=toks.get(n), error=type(e).__name__)
+
+    def elect() -> None:
+        el = w.session.election("soak/elect", value=w.id)
+        elect_h.invoke("acquire", lock=el.name, session=w.session_name)
+        try:
+            got = el.campaign(timeout=w.rng.uniform(0.2, 1.0))
+        except (lockd_client.LockdError, RuntimeError) as e:
+            elect_h.info("acquire", lock=el.name, error=type(e).__name__)
+            return
+        if not got:
+            elect_h.fail("acquire", lock=el.name, error="timeout")
+            return
+        tok = el.token
+        elect_h.ok("acquire", lock=el.name, token=tok, session=w.session_name)
+        try:
+            el.proclaim(f"{w.id}-{n_ops}")
+        except lockd_client.LockdError:
+            pass
+        w.nap(w.rng.uniform(0.0, hold_s))
+        elect_h.invoke("release", lock=el.name, token=tok)
+        try:
+            el.resign()
+            elect_h.ok("release", lock=el.name, token=tok)
+        except (lockd_client.LockdError, RuntimeError) as e:
+            elect_h.info("release", lock=el.name, token=tok, error=type(e).__name__)
+
+    while not _Flags.quiesce.is_set():
+        if not w.ensure_session():
+            w.nap(0.2)
+            continue
+        kind = w.rng.choices(kinds, weights)[0]
+        try:
+            if kind == "exclusive":
+                exclusive(w.rng.uniform(0.2, 1.5))
+            elif kind == "try":
+                exclusive(0)
+            elif kind == "shared":
+                plain(w.session.lock(f"soak/sh/{w.rng.randrange(2)}", shared=True),
+                      "acquire_shared", "release_shared", w.rng.uniform(0.2, 1.0))
+            elif kind == "semaphore":
+                plain(w.session.semaphore("soak/sem", 2), "acquire_sem", "release_sem",
+                      w.rng.uniform(0.2, 1.0))
+            elif kind == "many":
+                many(w.rng.uniform(0.2, 1.5))
+            else:
+                elect()
+        except RuntimeError as e:    # a handle of a session that just ended
+            w.hist.info("op_error", op=kind, error=str(e)[:80])
+        n_ops += 1
+        session_left -= 1
+        if session_left <= 0 and w.session is not None:
+            w.close_session()
+            session_left = w.rng.randint(15, 30)
+        t_next = max(t_next + 1.0 / rate, time.monotonic() - 1.0)
+        w.nap(t_next - time.monotonic())
+    stop_watch.set()
+    for wa in box:
+        wa.close()
+    watcher.join(5)
+    w.hist.info("quiesced", ops=n_ops)
+    _Flags.stop.wait(600)
+
+
+ROLES = {"soak": _role_soak, "lockset": _role_lockset, "mutex": _role_mutex, "holder": _role_holder,
          "waiter": _role_waiter, "grants": _role_grants, "load": _role_load}
 
 

@@ -270,6 +270,17 @@ def test_server_log_order():
     assert "strictly increase" in checker.check_server_log(backwards)["violations"][0]
 
 
+def test_server_log_semaphore_grants_up_to_its_permits():
+    def sem(i, tok, sess):
+        return dict(_g(i, "M", tok, sess), permits=2)
+    assert checker.check_server_log([sem(1, 1, "s1"), sem(2, 2, "s2")])["valid"]
+    three = checker.check_server_log([sem(1, 1, "s1"), sem(2, 2, "s2"), sem(3, 3, "s3")])
+    assert three["violations"] == ["index 3: M granted (token 3, mode 1) while held by tokens "
+                                   "[1, 2]"]
+    freed = [sem(1, 1, "s1"), sem(2, 2, "s2"), _r(3, "M", 1, "s1"), sem(4, 3, "s3")]
+    assert checker.check_server_log(freed)["valid"]
+
+
 def test_server_log_against_client_acks():
     log = [_g(1, "L", 1, "s1"), _r(2, "L", 1, "s1", cause="expired")]
     h = acq("a", "L", 1, 0.0, 0.1) + rel("a", "L", 1, 0.2, 0.3) + acq("b", "L", 2, 0.4, 0.5)
