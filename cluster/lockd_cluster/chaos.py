@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         faults = [k.strip() for k in a.faults.split(",") if k.strip()]
         bad = [k for k in faults if k not in ALL_KINDS]
         if bad or not faults:
-            p.error(f"unknown fault(s): {', '.join(bad) or a.faults!r}; choose from "
-                    + ", ".join(ALL_KINDS))
+            what = ", ".join(bad) if bad else repr(a.faults)
+            p.error(f"unknown fault(s): {what}; choose from " + ", ".join(ALL_KINDS))
     ok, why = backend_available(a.backend)
     if not ok:
         print(f"back-end {a.backend} unavailable: {why}", file=sys.stderr)
