@@ -40,10 +40,23 @@ proto-check: proto
 
 # Seeded fault runs (docs/testing.md): make chaos SEED=7 DURATION=120 BACKEND=local WORKLOAD=all
 # SEED empty = a fresh random seed (printed first); the report goes to OUT (default chaos-out/BACKEND-SEED).
+# FAULTS=pause_follower,kill_leader replaces the nemesis mix; AVAILABILITY=strict fails on a
+# leader change no fault on the leader explains (default: report).
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/python -m lockd_cluster.chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),60) \
-	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT))
+	  --backend $(or $(BACKEND),local) --workload $(or $(WORKLOAD),all) $(if $(OUT),--out $(OUT)) \
+	  $(if $(FAULTS),--faults $(FAULTS)) $(if $(AVAILABILITY),--availability $(AVAILABILITY))
+
+# The soak (docs/testing.md): a local 3-node cluster, the mixed load of every primitive and a
+# fault every 20 s for SOAK_MINUTES (or DURATION, minutes; default 30); samples every node's
+# and client's RSS/fds/threads, journal, dump and log size; fails on a leak or a violation.
+# The report goes to OUT (default soak-out/SEED). More flags: SOAK_ARGS="--clients 6".
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python -m lockd_cluster.soak --minutes $(or $(SOAK_MINUTES),$(DURATION),30) \
+	  $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT)) \
+	  $(if $(AVAILABILITY),--availability $(AVAILABILITY)) $(SOAK_ARGS)
 
 # Fuzzing (docs/security.md): a private local 3-node cluster gets CASES random and adversarial
 # RPCs; exit 0 if no node crashed, nothing answered UNKNOWN/INTERNAL and the replicas agree.

@@ -34,6 +34,7 @@ from typing import Callable  # noqa: E402
 
 from lockd_cluster.base import Cluster  # noqa: E402
 from lockd_cluster.local import LocalCluster  # noqa: E402
+from lockd_cluster.nemesis import ALL_KINDS  # noqa: E402
 from lockd_cluster.workloads import WORKLOADS, Ctx  # noqa: E402
 
 __all__ = ["make_cluster", "backend_available", "run_workload", "run", "main"]
@@ -100,8 +101,12 @@ def make_cluster(backend: str, n: int, base_dir: Path) -> Cluster:
 
 def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Path,
                  ttl: float = 3.0, clients: int = 4, nodes: int = 3, small: bool = False,
+                 faults: list[str] | None = None, availability: str = "report",
                  echo: Callable[[str], None] = print) -> dict:
-    """Run one workload on a fresh cluster; always returns a result dict (never raises)."""
+    """Run one workload on a fresh cluster; always returns a result dict (never raises).
+
+    `faults` replaces the nemesis mix of the workloads that use one (lockset, mutex);
+    `availability="strict"` makes an unexplained leader change a violation (else reported)."""
     wdir = Path(out) / name
     wdir.mkdir(parents=True, exist_ok=True)
     cluster = make_cluster(backend, nodes, wdir / "cluster")
@@ -111,7 +116,8 @@ def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Pa
     try:
         cluster.start()
         ctx = Ctx(cluster=cluster, out=wdir, seed=wseed, duration=duration, ttl=ttl,
-                  backend=backend, clients=clients, echo=echo, small=small)
+                  backend=backend, clients=clients, echo=echo, small=small,
+                  nemesis_kinds=faults, availability=availability)
         res = WORKLOADS[name](ctx)
     except Exception as e:  # noqa: BLE001 - a harness failure is a result too
         res = {"workload": name, "valid": False, "error": f"{type(e).__name__}: {e}",
@@ -129,21 +135,28 @@ def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Pa
 
 def run(*, seed: int, duration: float, backend: str, workloads: list[str], out: Path,
         ttl: float = 3.0, clients: int = 4, nodes: int = 3, small: bool = False,
+        faults: list[str] | None = None, availability: str = "report",
         echo: Callable[[str], None] = print) -> dict:
     """Run several workloads; write and return the report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"seed": seed, "duration": duration, "backend": backend, "ttl": ttl,
-              "nodes": nodes, "clients": clients, "workloads": {}}
+              "nodes": nodes, "clients": clients, "faults": faults,
+              "availability": availability, "workloads": {}}
     for name in workloads:
         echo(f"=== {name} (seed {seed}, {duration:.0f}s, {backend})")
         res = run_workload(name, seed=seed, duration=duration, backend=backend, out=out,
-                           ttl=ttl, clients=clients, nodes=nodes, small=small, echo=echo)
+                           ttl=ttl, clients=clients, nodes=nodes, small=small, faults=faults,
+                           availability=availability, echo=echo)
         report["workloads"][name] = res
         verdict = "PASS" if res["valid"] else ("ERROR" if res.get("error") else "FAIL")
         echo(f"=== {name}: {verdict} in {res['elapsed_s']}s")
         for v in res.get("violations", [])[:20]:
             echo(f"    violation: {v}")
+        av = res.get("availability") or {}
+        if av.get("violations") and availability != "strict":
+            echo(f"    availability (report only): {len(av['violations'])} unexplained leader "
+                 f"change(s) of {av['stats'].get('leader_changes')}")
         if res.get("error"):
             echo(f"    error: {res['error']}")
         (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
@@ -167,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4, help="client processes per workload")
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--small", action="store_true", help="fewer repetitions (the CI variant)")
+    p.add_argument("--faults", default=None,
+                   help="comma list of nemesis faults for lockset and mutex (default: each "
+                        "workload's own mix); one of: " + ", ".join(ALL_KINDS))
+    p.add_argument("--availability", choices=("strict", "report"), default="report",
+                   help="a leader change no fault on the leader explains: a violation "
+                        "(strict) or only reported (report, the default until PreVote lands)")
     a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
     print(f"seed {seed}", flush=True)
@@ -174,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         p.error(f"unknown workload(s): {', '.join(unknown)}")
+    faults = None
+    if a.faults:
+        faults = [k.strip() for k in a.faults.split(",") if k.strip()]
+        bad = [k for k in faults if k not in ALL_KINDS]
+        if bad or not faults:
+            what = ", ".join(bad) if bad else repr(a.faults)
+            p.error(f"unknown fault(s): {what}; choose from " + ", ".join(ALL_KINDS))
     ok, why = backend_available(a.backend)
     if not ok:
         print(f"back-end {a.backend} unavailable: {why}", file=sys.stderr)
@@ -185,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         print(s, flush=True)
 
     report = run(seed=seed, duration=a.duration, backend=a.backend, workloads=names, out=out,
-                 ttl=a.ttl, clients=a.clients, nodes=a.nodes, small=a.small, echo=echo)
+                 ttl=a.ttl, clients=a.clients, nodes=a.nodes, small=a.small, faults=faults,
+                 availability=a.availability, echo=echo)
     parts = ", ".join(f"{n}={'ok' if r['valid'] else 'FAIL'}"
                       for n, r in report["workloads"].items())
     print(f"seed {seed}: {'PASS' if report['valid'] else 'FAIL'} ({parts}); "

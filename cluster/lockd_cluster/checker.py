@@ -31,7 +31,8 @@ from lockd_cluster.history import Op, pair_ops
 __all__ = [
     "check_lockset", "check_mutex", "check_final_state", "check_grant_delays",
     "check_failover_gaps", "check_no_premature_expiry", "check_expiry_bound",
-    "check_client_knows_first", "check_tokens_monotonic", "check_server_log", "merge",
+    "check_client_knows_first", "check_tokens_monotonic", "check_server_log",
+    "check_availability", "fault_intervals", "check_no_starvation", "merge",
 ]
 
 
@@ -493,8 +494,10 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
     `entries` are the state machine's events in log order, each {"index": i, "kind":
     "granted|released|...", "lock", "token", "mode", "session", "cause"}, plus
     {"kind": "snapshot", "next_token", "holders": {lock: [[session, token, mode], ...]}} first
-    when the log starts at a snapshot. Checks, at every index:
-    - an exclusive grant only on a lock with no holder, a shared grant only beside shared ones;
+    when the log starts at a snapshot (and "permits": {lock: n} for its semaphores). Checks,
+    at every index:
+    - an exclusive grant only on a lock with no holder, a shared grant only beside shared ones,
+      a semaphore grant (a grant's `permits` > 1) only beside fewer than `permits` holders;
     - grant tokens strictly increase;
     - a release is of a current holder.
     With client `events`: every acknowledged grant (lock, token) is in the log (if the log
@@ -524,7 +527,12 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
                                   f"token {last_token} (tokens must strictly increase)")
             last_token = max(last_token, tok)
             cur = holders[lock]
-            if cur and (mode == 1 or any(m == 1 for _, m in cur.values())):
+            permits = int(e.get("permits", 1) or 1)
+            if permits > 1 and mode == 1:
+                conflict = (len(cur) >= permits or any(m != 1 for _, m in cur.values()))
+            else:
+                conflict = bool(cur) and (mode == 1 or any(m == 1 for _, m in cur.values()))
+            if conflict:
                 violations.append(f"index {e['index']}: {lock} granted (token {tok}, mode "
                                   f"{mode}) while held by tokens "
                                   f"{sorted(t for t, _ in cur.values())}")
@@ -564,3 +572,155 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
     stats = {"log_grants": len(granted), "log_releases": len(released),
              "log_last_token": last_token, "log_first_token": first_token}
     return _result(violations, stats)
+
+
+# ---------------------------------------------------------------- availability
+
+
+# Faults that hit the node they name (the fault log's `node`).
+NODE_FAULTS = frozenset({"kill_node", "kill_leader", "pause_node", "pause_leader",
+                         "pause_follower", "isolate_node", "isolate_leader"})
+# Faults that hit every node, so also whichever one leads.
+CLUSTER_FAULTS = frozenset({"kill_all", "restart_all", "churn"})
+
+
+def fault_intervals(records: Iterable[dict]) -> list[dict]:
+    """The fault log (nemesis `faults.jsonl` lines) as one interval per executed step:
+    {"step", "kind", "start", "end", "node", "groups"}.
+
+    A step's records share its `step`; its fields (`node` of an `isolated` record, `groups` of
+    a partition) are merged. A step with no `end` (it failed, or the run stopped) lasts until
+    the next `recovered` record, else forever. Skipped steps are left out.
+    """
+    recs = sorted(records, key=lambda r: r["t"])
+    recovered = [r["t"] for r in recs if r.get("what") == "recovered"]
+    steps: dict[Any, dict] = {}
+    for r in recs:
+        if r.get("what") == "skip" or "step" not in r:
+            continue
+        iv = steps.setdefault(r["step"], {"step": r["step"], "kind": r.get("kind"),
+                                          "start": None, "end": None, "node": None,
+                                          "groups": None})
+        if r.get("what") == "start":
+            iv["start"] = r["t"]
+        elif r.get("what") == "end":
+            iv["end"] = r["t"]
+        for k in ("kind", "node", "groups"):
+            if r.get(k) is not None:
+                iv[k] = r[k]
+    out = []
+    for iv in steps.values():
+        if iv["start"] is None:
+            continue
+        if iv["end"] is None:
+            iv["end"] = next((t for t in recovered if t >= iv["start"]), float("inf"))
+        out.append(iv)
+    return sorted(out, key=lambda iv: iv["start"])
+
+
+def _hits(iv: dict, node: int, n_nodes: int) -> bool:
+    """True if fault interval `iv` hit `node` or cut it from a majority."""
+    kind = iv["kind"]
+    if kind in CLUSTER_FAULTS:
+        return True
+    if kind in NODE_FAULTS:
+        return iv.get("node") == node
+    if kind == "partition_halves" and iv.get("groups"):
+        for g in iv["groups"]:
+            if node in g:
+                return len(g) <= n_nodes // 2
+        return False
+    return False
+
+
+def check_availability(elections: Iterable[dict], faults: Iterable[dict], *, n_nodes: int,
+                       slack: float = 5.0, context: float = 15.0) -> dict:
+    """A leader change is allowed only when a fault hit the leader or cut it from a majority.
+
+    `elections` are the nodes' `leader_elected` log events, {"t", "node": index, "term"} on
+    the histories' clock; `faults` are fault intervals (`fault_intervals`). Each election of
+    a new term after the first is a leader change; the leader it replaced is the one elected
+    in the term before. It is explained when a fault interval that hit that leader (a kill,
+    a pause, an isolation naming it; a minority side of a partition holding it; a fault of
+    every node: kill_all, restart_all, churn) began before the election (0.25 s of tolerance
+    for the log stamps) and ended at most `slack` before it (an election takes up to two
+    rounds after the fault heals). Anything else is a violation naming the term, the times,
+    and the faults of the `context` seconds before it. A leader re-elected in a new term
+    with no fault (a starved node) is a change too: nothing is granted meanwhile.
+    """
+    ivs = list(faults)
+    elected: dict[int, dict] = {}
+    for e in sorted(elections, key=lambda e: e["t"]):
+        elected.setdefault(int(e["term"]), e)
+    violations = []
+    changes = []
+    prev = None
+    for term in sorted(elected):
+        e = elected[term]
+        if prev is None:
+            prev = e
+            continue
+        old = prev["node"]
+        cause = next((iv for iv in ivs if iv["start"] - 0.25 <= e["t"] <= iv["end"] + slack
+                      and _hits(iv, old, n_nodes)), None)
+        change = {"t": round(e["t"], 3), "term": term, "node": e["node"],
+                  "previous_term": int(prev["term"]), "previous_node": old,
+                  "previous_elected_t": round(prev["t"], 3),
+                  "cause": None if cause is None else f"{cause['kind']} step {cause['step']}"}
+        changes.append(change)
+        if cause is None:
+            near = [iv for iv in ivs if iv["start"] <= e["t"] and iv["end"] >= e["t"] - context]
+            timeline = "; ".join(
+                f"{iv['kind']}" + (f" node{iv['node'] + 1}" if iv.get("node") is not None else "")
+                + f" {_fmt(iv['start'])}..{_fmt(iv['end'])}" for iv in near) or "none"
+            violations.append(
+                f"leader change without a fault on the leader: term {term} elected node"
+                f"{e['node'] + 1} at {_fmt(e['t'])}, replacing node{old + 1} (term "
+                f"{prev['term']}, elected at {_fmt(prev['t'])}); faults in the {context:.0f}s "
+                f"before: {timeline}")
+        prev = e
+    stats = {"leader_changes": len(changes),
+             "leader_changes_explained": sum(1 for c in changes if c["cause"]),
+             "leader_changes_unexplained": sum(1 for c in changes if not c["cause"]),
+             "changes": changes}
+    return _result(violations, stats)
+
+
+# ---------------------------------------------------------------- starvation
+
+
+def check_no_starvation(events: Iterable[dict], *, start: float, end: float, window: float,
+                        fs: Iterable[str] = ("acquire",)) -> dict:
+    """Every process that keeps asking is granted: from the first acquire (any `f` in `fs`) a
+    process invokes after its last grant, its next grant comes within `window` seconds (or
+    the run ends within `window`). Only events in [start, end] count.
+
+    The bound is the caller's: it must exceed the longest fault-made outage plus a wait.
+    """
+    fs = set(fs)
+    asking: dict[str, float | None] = {}
+    longest: dict[str, tuple[float, float]] = {}
+
+    def span(proc: str, since: float, until: float) -> None:
+        if proc not in longest or until - since > longest[proc][0]:
+            longest[proc] = (until - since, since)
+
+    for e in sorted(events, key=lambda e: e["t"]):
+        if e["f"] not in fs or not start <= e["t"] <= end:
+            continue
+        proc = e["process"]
+        if e["type"] == "invoke":
+            if asking.get(proc) is None:
+                asking[proc] = e["t"]
+        elif e["type"] == "ok" and asking.get(proc) is not None:
+            span(proc, asking[proc], e["t"])   # type: ignore[arg-type]
+            asking[proc] = None
+    for proc, since in asking.items():
+        if since is not None:
+            span(proc, since, end)
+    violations = [f"{proc} asked from {_fmt(at)} and was granted nothing for {gap:.3f}s "
+                  f"(bound {window:.1f}s)"
+                  for proc, (gap, at) in sorted(longest.items()) if gap > window]
+    return _result(violations, {"longest_wait_s": {p: round(g, 3) for p, (g, _) in
+                                                   sorted(longest.items())},
+                                "starvation_window_s": window})

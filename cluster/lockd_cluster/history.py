@@ -246,7 +246,7 @@ def replay_raft_log(log: dict) -> list[dict]:
 
     The first item is a {"kind": "snapshot"} summary when the log starts at a snapshot. Then
     one dict per lock event: {"index", "kind": "granted|released", "lock", "token", "mode",
-    "session", "cause"}; plus {"kind": "session_closed", "session", "cause"} items.
+    "session", "cause"} (a grant also has the lock's `permits`: > 1 for a semaphore); plus {"kind": "session_closed", "session", "cause"} items.
     """
     import copy
     import pickle
@@ -262,7 +262,9 @@ def replay_raft_log(log: dict) -> list[dict]:
         out.append({"kind": "snapshot", "index": start, "next_token": fsm.next_token,
                     "holders": {name: [[h.session_id, h.token, h.mode]
                                        for h in lk.holders.values()]
-                                for name, lk in fsm.locks.items()}})
+                                for name, lk in fsm.locks.items()},
+                    "permits": {name: lk.permits for name, lk in fsm.locks.items()
+                                if lk.permits > 1}})
     else:
         fsm = LockStateMachine()
         start = 0
@@ -284,8 +286,10 @@ def replay_raft_log(log: dict) -> list[dict]:
             r = fsm.apply(c)
             for ev in r.events:
                 if isinstance(ev, C.LockGranted):
+                    lk = fsm.locks.get(ev.lock)
                     out.append({"index": idx, "kind": "granted", "lock": ev.lock,
-                                "token": ev.token, "mode": ev.mode, "session": ev.session_id})
+                                "token": ev.token, "mode": ev.mode, "session": ev.session_id,
+                                "permits": lk.permits if lk is not None else 1})
                 elif isinstance(ev, C.LockReleased):
                     out.append({"index": idx, "kind": "released", "lock": ev.lock,
                                 "token": ev.token, "session": ev.session_id, "cause": ev.cause})

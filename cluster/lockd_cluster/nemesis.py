@@ -13,6 +13,7 @@ Fault kinds (DESIGN §9, the issue's nemesis list):
 | kill_node / kill_leader | SIGKILL one node (a random one / the ready leader), restart it after the step's duration |
 | kill_all | SIGKILL every node at once, restart all after the duration (durability) |
 | pause_node / pause_leader | SIGSTOP, SIGCONT after the duration (a GC pause of a server) |
+| pause_follower | SIGSTOP a follower of the ready leader beyond the maximum election timeout, then SIGCONT (a node that comes back: without PreVote it deposes a healthy leader) |
 | pause_client | SIGSTOP a client process longer than the session TTL, then SIGCONT |
 | pause_holder | the same for the client that holds the workload's lock (found with GetLock) |
 | kill_client | SIGKILL a client process; the workload starts a fresh one |
@@ -44,10 +45,15 @@ from lockd_cluster.base import Cluster, ClusterError
 __all__ = ["Step", "plan", "Nemesis", "ClientLink", "SERVER_KINDS", "CLIENT_KINDS",
            "PARTITION_KINDS", "ALL_KINDS"]
 
-SERVER_KINDS = ("kill_node", "kill_leader", "pause_node", "pause_leader", "restart_all")
+SERVER_KINDS = ("kill_node", "kill_leader", "pause_node", "pause_leader", "pause_follower",
+                "restart_all")
 CLIENT_KINDS = ("pause_client", "pause_holder", "kill_client", "isolate_client")
 PARTITION_KINDS = ("partition_halves", "isolate_node", "isolate_leader")
 ALL_KINDS = SERVER_KINDS + CLIENT_KINDS + PARTITION_KINDS + ("kill_all", "churn")
+
+MAX_ELECTION_TIMEOUT_S = 1.4
+"""lockd's default `raft_max_timeout_s` (lockd/config.py): a follower paused longer than this
+has started an election timer that fired while it was frozen."""
 
 
 @dataclass
@@ -68,7 +74,8 @@ def plan(seed: int, duration: float, kinds: Iterable[str], *, ttl: float = 3.0,
 
     Steps follow each other (a gap drawn from `gap` between the end of one and the start of
     the next) until `duration`. Client pauses last TTL + 1..3 s (past the TTL, so the session
-    expires while the client is frozen); server faults 0.5..TTL s; churn TTL*2..4.
+    expires while the client is frozen); a follower's pause MAX_ELECTION_TIMEOUT_S + 1..3 s
+    (past its election timeout); other server faults 0.5..TTL s; churn TTL*2..4.
     """
     kinds = list(kinds)
     rng = random.Random(seed)
@@ -86,6 +93,8 @@ def plan(seed: int, duration: float, kinds: Iterable[str], *, ttl: float = 3.0,
             d = rng.uniform(0.2, 1.5)
         elif kind == "kill_client":
             d = rng.uniform(0.5, 1.5)
+        elif kind == "pause_follower":
+            d = MAX_ELECTION_TIMEOUT_S + rng.uniform(1.0, 3.0)
         else:
             d = rng.uniform(0.5, max(1.0, ttl))
         if t + d > duration:
@@ -242,6 +251,24 @@ class Nemesis:
     def _f_pause_leader(self, step: Step) -> None:
         lead = self._leader()
         self._f_pause_node(step, target=lead)
+
+    def _f_pause_follower(self, step: Step) -> None:
+        """SIGSTOP a follower of the ready leader past its election timeout, then SIGCONT.
+
+        The leader stays healthy (it keeps a majority with the other follower), so any leader
+        change this causes is the returning node's doing (the availability verdict)."""
+        lead = self._leader()
+        followers = [i for i in self.cluster.reachable() if i != lead] if lead is not None else []
+        i = self._pick(followers, step)
+        if i is None:
+            self.record("skip", step=step.index, kind=step.kind, reason="no leader or follower")
+            return
+        self.record("start", step=step.index, kind=step.kind, node=i, leader=lead)
+        self.cluster.pause(i)
+        self._sleep(step.duration)
+        if self.cluster.is_running(i):
+            self.cluster.resume(i)
+        self.record("end", step=step.index, kind=step.kind, node=i, leader=lead)
 
     def _f_churn(self, step: Step) -> None:
         """An election every `period`: pause the leader until another node leads, resume it."""

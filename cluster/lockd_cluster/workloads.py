@@ -107,6 +107,19 @@ class _Worker:
         self.session, self.session_name = s, name
         return True
 
+    def close_session(self) -> None:
+        """Close the current session (CloseSession releases its locks); the next
+        `ensure_session` opens a new one."""
+        s, self.session = self.session, None
+        if s is None:
+            return
+        self.hist.invoke("close", session=self.session_name)
+        try:
+            s.close()
+            self.hist.ok("close", session=self.session_name)
+        except Exception as e:  # noqa: BLE001
+            self.hist.info("close", session=self.session_name, error=type(e).__name__)
+
     def close(self) -> None:
         s = self.session
         if s is not None:
@@ -369,7 +382,200 @@ def _role_load(w: _Worker) -> None:
     _Flags.stop.wait(600)
 
 
-ROLES = {"lockset": _role_lockset, "mutex": _role_mutex, "holder": _role_holder,
+# The soak's operations and their weights (each one op of the steady mix).
+SOAK_OPS = (("exclusive", 4), ("try", 3), ("shared", 2), ("semaphore", 2), ("many", 2),
+            ("elect", 1))
+SOAK_EXCLUSIVE = ("soak/x/0", "soak/x/1", "soak/x/2")
+SOAK_MANY = ("soak/m/a", "soak/m/b")
+
+
+def _soak_watch(w: _Worker, stop: threading.Event, box: list) -> threading.Thread:
+    """A watch stream on `soak/` for the worker's life: its revisions must strictly increase
+    (no duplicate, no going back); a stream that fails is reopened (from now)."""
+    import lockd_client
+
+    def run() -> None:
+        n = streams = 0
+        while not stop.is_set():
+            streams += 1
+            last = 0
+            try:
+                wa = w.client.watch("soak/", reconnect_timeout=30.0)
+                box[:] = [wa]
+                if stop.is_set():
+                    wa.close()
+                    break
+                for ev in wa:
+                    n += 1
+                    if ev.revision <= last:
+                        w.hist.info("watch_error", revision=ev.revision, previous=last,
+                                    stream=streams)
+                    last = ev.revision
+                    if n % 500 == 0:
+                        w.hist.info("watch", n=n, revision=last, stream=streams)
+            except (lockd_client.LockdError, RuntimeError) as e:
+                w.hist.info("watch_reopen", error=type(e).__name__, stream=streams)
+                stop.wait(0.5)
+        w.hist.info("watch", n=n, revision=last, stream=streams, final=True)
+
+    th = threading.Thread(target=run, daemon=True, name="soak-watch")
+    th.start()
+    return th
+
+
+def _role_soak(w: _Worker) -> None:
+    """A steady mix of every primitive at `rate` operations per second: blocking and try
+    exclusive locks, shared locks, a semaphore, AcquireMany, an election; a watch stream all
+    along; sessions closed and reopened every 15-30 operations, and now and then one orphaned
+    while it holds a lock (it expires on the server). Exclusive grants (also each lock of an
+    AcquireMany and the election's term) are recorded as `acquire`/`release` for check_mutex,
+    AcquireMany's under the sub-process `ID+m:NAME`, the election's under `ID+e`; shared and
+    semaphore grants as `acquire_shared` / `acquire_sem`."""
+    import lockd_client
+
+    rate = float(w.cfg.get("rate", 4.0))
+    hold_s = float(w.cfg.get("hold_s", 0.3))
+    orphan_every = int(w.cfg.get("orphan_every", 60))
+    path = w.cfg["history"]
+    many_h = {n: HistoryWriter(path, f"{w.id}+m:{n}") for n in SOAK_MANY}
+    elect_h = HistoryWriter(path, f"{w.id}+e")
+    kinds = [k for k, _ in SOAK_OPS]
+    weights = [n for _, n in SOAK_OPS]
+    stop_watch = threading.Event()
+    box: list = []
+    watcher = _soak_watch(w, stop_watch, box)
+    n_ops = 0
+    session_left = w.rng.randint(15, 30)
+    t_next = time.monotonic()
+
+    def plain(lock, f_acq: str, f_rel: str, timeout: float) -> None:
+        hist = w.hist
+        hist.invoke(f_acq, lock=lock.name, session=w.session_name)
+        try:
+            got = lock.acquire(timeout=timeout) if timeout > 0 else lock.acquire(blocking=False)
+        except lockd_client.LockdError as e:
+            hist.info(f_acq, lock=lock.name, error=type(e).__name__)
+            return
+        if not got:
+            hist.fail(f_acq, lock=lock.name, error="timeout")
+            return
+        tok = lock.token
+        hist.ok(f_acq, lock=lock.name, token=tok, session=w.session_name)
+        w.nap(w.rng.uniform(0.0, hold_s))
+        hist.invoke(f_rel, lock=lock.name, token=tok)
+        try:
+            lock.release()
+            hist.ok(f_rel, lock=lock.name, token=tok)
+        except (lockd_client.LockdError, RuntimeError) as e:
+            hist.info(f_rel, lock=lock.name, token=tok, error=type(e).__name__)
+
+    def exclusive(timeout: float) -> None:
+        lock = w.session.lock(w.rng.choice(SOAK_EXCLUSIVE))
+        tok = w.acquire(lock, timeout=timeout)
+        if tok is None:
+            return
+        w.nap(w.rng.uniform(0.0, hold_s))
+        if orphan_every and w.rng.randrange(orphan_every) == 0 and w.use(lock, tok):
+            # Session expiry: stop renewing while holding; the cluster expires it after the
+            # TTL and grants the lock on. The worker goes on with a new session.
+            w.hist.info("orphan", session=w.session_name, lock=lock.name, token=tok)
+            w.session.orphan()
+            w.session = None
+            return
+        w.use(lock, tok)
+        w.release(lock, tok)
+
+    def many(timeout: float) -> None:
+        ml = w.session.lock_many(list(SOAK_MANY))
+        for n, h in many_h.items():
+            h.invoke("acquire", lock=n, session=w.session_name)
+        try:
+            got = ml.acquire(timeout=timeout)
+        except lockd_client.LockdError as e:
+            for n, h in many_h.items():
+                h.info("acquire", lock=n, error=type(e).__name__)
+            return
+        if not got:
+            for n, h in many_h.items():
+                h.fail("acquire", lock=n, error="timeout")
+            return
+        toks = ml.tokens
+        for n, h in many_h.items():
+            h.ok("acquire", lock=n, token=toks.get(n), session=w.session_name)
+        w.nap(w.rng.uniform(0.0, hold_s))
+        for n, h in many_h.items():
+            h.invoke("release", lock=n, token=toks.get(n))
+        try:
+            ml.release()
+            for n, h in many_h.items():
+                h.ok("release", lock=n, token=toks.get(n))
+        except (lockd_client.LockdError, RuntimeError) as e:
+            for n, h in many_h.items():
+                h.info("release", lock=n, token=toks.get(n), error=type(e).__name__)
+
+    def elect() -> None:
+        el = w.session.election("soak/elect", value=w.id)
+        elect_h.invoke("acquire", lock=el.name, session=w.session_name)
+        try:
+            got = el.campaign(timeout=w.rng.uniform(0.2, 1.0))
+        except (lockd_client.LockdError, RuntimeError) as e:
+            elect_h.info("acquire", lock=el.name, error=type(e).__name__)
+            return
+        if not got:
+            elect_h.fail("acquire", lock=el.name, error="timeout")
+            return
+        tok = el.token
+        elect_h.ok("acquire", lock=el.name, token=tok, session=w.session_name)
+        try:
+            el.proclaim(f"{w.id}-{n_ops}")
+        except lockd_client.LockdError:
+            pass
+        w.nap(w.rng.uniform(0.0, hold_s))
+        elect_h.invoke("release", lock=el.name, token=tok)
+        try:
+            el.resign()
+            elect_h.ok("release", lock=el.name, token=tok)
+        except (lockd_client.LockdError, RuntimeError) as e:
+            elect_h.info("release", lock=el.name, token=tok, error=type(e).__name__)
+
+    while not _Flags.quiesce.is_set():
+        if not w.ensure_session():
+            w.nap(0.2)
+            continue
+        kind = w.rng.choices(kinds, weights)[0]
+        try:
+            if kind == "exclusive":
+                exclusive(w.rng.uniform(0.2, 1.5))
+            elif kind == "try":
+                exclusive(0)
+            elif kind == "shared":
+                plain(w.session.lock(f"soak/sh/{w.rng.randrange(2)}", shared=True),
+                      "acquire_shared", "release_shared", w.rng.uniform(0.2, 1.0))
+            elif kind == "semaphore":
+                plain(w.session.semaphore("soak/sem", 2), "acquire_sem", "release_sem",
+                      w.rng.uniform(0.2, 1.0))
+            elif kind == "many":
+                many(w.rng.uniform(0.2, 1.5))
+            else:
+                elect()
+        except RuntimeError as e:    # a handle of a session that just ended
+            w.hist.info("op_error", op=kind, error=str(e)[:80])
+        n_ops += 1
+        session_left -= 1
+        if session_left <= 0 and w.session is not None:
+            w.close_session()
+            session_left = w.rng.randint(15, 30)
+        t_next = max(t_next + 1.0 / rate, time.monotonic() - 1.0)
+        w.nap(t_next - time.monotonic())
+    stop_watch.set()
+    for wa in box:
+        wa.close()
+    watcher.join(5)
+    w.hist.info("quiesced", ops=n_ops)
+    _Flags.stop.wait(600)
+
+
+ROLES = {"soak": _role_soak, "lockset": _role_lockset, "mutex": _role_mutex, "holder": _role_holder,
          "waiter": _role_waiter, "grants": _role_grants, "load": _role_load}
 
 
@@ -425,6 +631,7 @@ class Ctx:
     clients: int = 4
     echo: Callable[[str], None] = print
     nemesis_kinds: list[str] | None = None
+    availability: str = "report"     # "strict": an unexplained leader change fails the run
     small: bool = False              # the short CI variant: fewer repetitions
     rng: random.Random = field(init=False)
 
@@ -765,6 +972,14 @@ def server_audit(cluster: Cluster, events: list[dict]) -> dict:
     return r
 
 
+def fault_record(ctx: Ctx, what: str, kind: str, step: str, **fields: Any) -> None:
+    """A `start`/`end` line in the fault log for a fault a scenario driver makes itself (the
+    availability verdict reads them as it reads the nemesis's steps)."""
+    with open(ctx.out / "faults.jsonl", "a") as f:
+        f.write(json.dumps({"t": time.monotonic(), "what": what, "kind": kind, "step": step,
+                            **fields}) + "\n")
+
+
 def _result(name: str, res: dict, **extra: Any) -> dict:
     out = {"workload": name, "valid": res["valid"], "violations": res["violations"],
            "stats": res.get("stats", {})}
@@ -793,14 +1008,29 @@ def _run_nemesis(ctx: Ctx, pool: Pool | None, kinds: list[str], duration: float,
     return nem
 
 
+def availability_verdict(cluster: Cluster, faults_path: Path) -> dict:
+    """check_availability over the nodes' `leader_elected` lines and a fault log."""
+    recs = read_events(faults_path)
+    return checker.check_availability(leader_elections(cluster), checker.fault_intervals(recs),
+                                      n_nodes=len(cluster.nodes))
+
+
 def _finish(ctx: Ctx, pool: Pool, name: str, res: dict, *, audit_events: list[dict] | None,
             **extra: Any) -> dict:
-    """Stop workers and cluster, add the server-log audit, write result.json."""
+    """Stop workers and cluster, add the server-log audit and the availability verdict (it
+    fails the run only with `ctx.availability == "strict"`), write result.json."""
     pool.stop()
     ctx.cluster.stop()
     if audit_events is not None:
         audit = server_audit(ctx.cluster, audit_events)
         res = checker.merge(res, audit)
+    avail = availability_verdict(ctx.cluster, ctx.out / "faults.jsonl")
+    avail["mode"] = ctx.availability
+    for v in avail["violations"]:
+        ctx.log(f"{name}: availability ({ctx.availability}): {v}")
+    if ctx.availability == "strict":
+        res = checker.merge(res, {"valid": avail["valid"], "violations": avail["violations"]})
+    extra.setdefault("availability", avail)
     out = _result(name, res, **extra)
     (ctx.out / "result.json").write_text(json.dumps(out, indent=1, default=str))
     return out
@@ -922,7 +1152,12 @@ def _acquire_ok(e: dict) -> bool:
 
 
 def leaders_ready(cluster: Cluster) -> list[float]:
-    """When leaders became ready (`leader_ready` in every node's log), as time.monotonic().
+    """When leaders became ready (`leader_ready` in every node's log), as time.monotonic()."""
+    return [t for t, _i, _ev in _log_events(cluster, ("leader_ready",))]
+
+
+def _log_events(cluster: Cluster, names: tuple[str, ...]) -> list[tuple[float, int, dict]]:
+    """(monotonic t, node index, event) of the named events in every node's JSON log.
 
     Node logs stamp wall-clock UTC; this machine's monotonic clock is the histories' clock, so
     the two are lined up by sampling both now (containers share the host's clocks)."""
@@ -932,16 +1167,29 @@ def leaders_ready(cluster: Cluster) -> list[float]:
     out = []
     for i in range(len(cluster.nodes)):
         for line in cluster.logs(i).splitlines():
-            if '"leader_ready"' not in line:
+            if not any(f'"{n}"' in line for n in names):
                 continue
             try:
                 ev = json.loads(line)
                 wall = datetime.datetime.fromisoformat(ev["timestamp"].replace("Z", "+00:00"))
             except (ValueError, KeyError, TypeError):
                 continue
-            if ev.get("event") == "leader_ready":
-                out.append(wall.timestamp() - offset)
-    return sorted(out)
+            if ev.get("event") in names:
+                out.append((wall.timestamp() - offset, i, ev))
+    return sorted(out, key=lambda x: x[0])
+
+
+def leader_elections(cluster: Cluster) -> list[dict]:
+    """Every `leader_elected` of every node's log: {"t" (time.monotonic()), "node", "term"}.
+
+    `node` is the index of the node whose log has the line (each node logs its own election)."""
+    out = []
+    for t, i, ev in _log_events(cluster, ("leader_elected",)):
+        try:
+            out.append({"t": t, "node": i, "term": int(ev["term"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
 
 
 def run_liveness(ctx: Ctx) -> dict:
@@ -997,6 +1245,7 @@ def run_liveness(ctx: Ctx) -> dict:
         for k in range(2 if ctx.small else max(3, int(ctx.duration // 10))):
             time.sleep(rng.uniform(0.5, 1.5))
             lead = ctx.cluster.wait_for_leader(30)
+            fault_record(ctx, "start", "kill_leader", f"liveness-{k}", node=lead)
             t_kill = time.monotonic()
             ctx.cluster.kill(lead)
             # Only grants asked for once the kill has taken effect count: a Docker kill is a
@@ -1016,6 +1265,7 @@ def run_liveness(ctx: Ctx) -> dict:
                     f"{(first - t_kill) if first else float('nan'):.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
+            fault_record(ctx, "end", "kill_leader", f"liveness-{k}", node=lead)
         rb = checker.check_failover_gaps(fails, bound=FAILOVER_BOUND_S,
                                          median_bound=FAILOVER_MEDIAN_BOUND_S)
         events = pool.events()
@@ -1046,6 +1296,7 @@ def run_premature(ctx: Ctx, kills: int = 10) -> dict:
         for k in range(kills):
             time.sleep(ctx.rng.uniform(0.2, 1.0))
             lead = ctx.cluster.wait_for_leader(30)
+            fault_record(ctx, "start", "kill_leader", f"premature-{k}", node=lead)
             t = time.monotonic()
             ctx.cluster.kill(lead)
             new = ctx.cluster.wait_for_leader(30, exclude=[lead])
@@ -1054,6 +1305,7 @@ def run_premature(ctx: Ctx, kills: int = 10) -> dict:
                     f"leads after {gaps[-1]:.3f}s")
             ctx.cluster.restart(lead)
             ctx.cluster.wait_for_members(30)
+            fault_record(ctx, "end", "kill_leader", f"premature-{k}", node=lead)
         time.sleep(1.0)
         pool.quiesce(timeout=20)
         reader = ctx.reader()
@@ -1130,6 +1382,7 @@ def run_churn(ctx: Ctx) -> dict:
             # Churn starts once the holder is dead: a live holder could not renew through it
             # (see docs/testing.md, violation 2), and what is tested is the dead one's expiry.
             crash = wait_event(h.history, lambda e: e["f"] == "crash", 30, None)
+            fault_record(ctx, "start", "churn", f"churn-{k}")
             while time.monotonic() < deadline and crash is not None:
                 churn(ctx.cluster, period=ctx.ttl / 2, until=time.monotonic() + ctx.ttl / 2,
                       record=rec)
@@ -1138,6 +1391,7 @@ def run_churn(ctx: Ctx) -> dict:
                                           time.monotonic() > crash["t"] + 2 * bound):
                     break
             churn_until = time.monotonic()
+            fault_record(ctx, "end", "churn", f"churn-{k}")
             if granted is None:   # churn is over: how long until it expires without it?
                 granted = wait_event(w.history, _acquire_ok, bound + 10, w)
             done.set()
@@ -1190,6 +1444,7 @@ def run_durability(ctx: Ctx) -> dict:
             time.sleep(ctx.rng.uniform(1.5, 3.5))
             t, st = leader_status(ctx.cluster)
             samples.append({"t": t, "next_token": st.next_token})
+            fault_record(ctx, "start", "kill_all", f"durability-{c}")
             t_kill = time.monotonic()
             for i in range(len(ctx.cluster)):
                 ctx.cluster.kill(i)
@@ -1199,6 +1454,7 @@ def run_durability(ctx: Ctx) -> dict:
             lead = ctx.cluster.wait_for_leader(60)
             t, st = leader_status(ctx.cluster)
             samples.append({"t": t, "next_token": st.next_token})
+            fault_record(ctx, "end", "kill_all", f"durability-{c}")
             with open(nem_log, "a") as f:
                 f.write(json.dumps({"t": t_kill, "what": "kill_all", "down_s": down,
                                     "leader_after_s": round(t - t_kill, 3),
@@ -1263,6 +1519,7 @@ def run_knows_first(ctx: Ctx) -> dict:
             if variant == "leader_kill":
                 time.sleep(ctx.rng.uniform(0.0, 1.0))
                 killed = ctx.cluster.wait_for_leader(30)
+                fault_record(ctx, "start", "kill_leader", f"knows_first-{k}", node=killed)
                 ctx.cluster.kill(killed)
             ok = wait_event(b.history, _acquire_ok, ctx.ttl + GRACE_S + 20, b)
             lost = wait_event(a.history, lambda e: e["f"] == "lost", 5, a)
@@ -1274,6 +1531,7 @@ def run_knows_first(ctx: Ctx) -> dict:
             if killed is not None:
                 ctx.cluster.restart(killed)
                 ctx.cluster.wait_for_members(30)
+                fault_record(ctx, "end", "kill_leader", f"knows_first-{k}", node=killed)
         res = checker.check_client_knows_first(cases)
         res["stats"]["variants"] = [c["variant"] for c in cases]
         events = pool.events()

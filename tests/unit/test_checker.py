@@ -270,6 +270,17 @@ def test_server_log_order():
     assert "strictly increase" in checker.check_server_log(backwards)["violations"][0]
 
 
+def test_server_log_semaphore_grants_up_to_its_permits():
+    def sem(i, tok, sess):
+        return dict(_g(i, "M", tok, sess), permits=2)
+    assert checker.check_server_log([sem(1, 1, "s1"), sem(2, 2, "s2")])["valid"]
+    three = checker.check_server_log([sem(1, 1, "s1"), sem(2, 2, "s2"), sem(3, 3, "s3")])
+    assert three["violations"] == ["index 3: M granted (token 3, mode 1) while held by tokens "
+                                   "[1, 2]"]
+    freed = [sem(1, 1, "s1"), sem(2, 2, "s2"), _r(3, "M", 1, "s1"), sem(4, 3, "s3")]
+    assert checker.check_server_log(freed)["valid"]
+
+
 def test_server_log_against_client_acks():
     log = [_g(1, "L", 1, "s1"), _r(2, "L", 1, "s1", cause="expired")]
     h = acq("a", "L", 1, 0.0, 0.1) + rel("a", "L", 1, 0.2, 0.3) + acq("b", "L", 2, 0.4, 0.5)
@@ -382,3 +393,151 @@ def test_expiry_bound_when_the_leader_died_before_recording_any_silence():
     late = dict(case, leaderless=[(2.0, 5.0)])
     assert not checker.check_expiry_bound([late], bound=8.4, promotion=5.5,
                                           record_after=1.75)["valid"]
+
+
+def test_plan_pauses_a_follower_past_the_maximum_election_timeout():
+    from lockd_cluster.nemesis import MAX_ELECTION_TIMEOUT_S
+
+    steps = plan(5, 120, ["pause_follower"], ttl=3)
+    assert steps and all(s.kind == "pause_follower" for s in steps)
+    assert all(MAX_ELECTION_TIMEOUT_S + 1.0 <= s.duration <= MAX_ELECTION_TIMEOUT_S + 3.0
+               for s in steps)
+    # a new kind does not change the plans of the kinds there were
+    assert plan(42, 60, ["kill_leader", "churn"], ttl=3) == plan(42, 60, ["kill_leader", "churn"],
+                                                                ttl=3)
+
+
+# ---------------------------------------------------------------- availability
+
+
+def _faults(*steps):
+    """Fault-log records of (step, kind, start, end, fields) tuples."""
+    recs = []
+    for step, kind, t0, t1, fields in steps:
+        recs.append({"t": t0, "what": "start", "step": step, "kind": kind, **fields})
+        if t1 is not None:
+            recs.append({"t": t1, "what": "end", "step": step, "kind": kind, **fields})
+    return checker.fault_intervals(recs)
+
+
+def test_fault_intervals_merge_a_steps_records_and_drop_skips():
+    recs = [{"t": 1.0, "what": "start", "step": 0, "kind": "isolate_leader"},
+            {"t": 1.1, "what": "isolated", "step": 0, "node": 2},
+            {"t": 4.0, "what": "end", "step": 0, "kind": "isolate_leader", "node": 2},
+            {"t": 5.0, "what": "skip", "step": 1, "kind": "partition_halves"},
+            {"t": 6.0, "what": "start", "step": 2, "kind": "kill_node", "node": 0},
+            {"t": 6.5, "what": "error", "step": 2, "kind": "kill_node", "error": "x"},
+            {"t": 9.0, "what": "recovered"},
+            {"t": 9.5, "what": "pause", "old": 1}]          # churn's own lines: no step
+    ivs = checker.fault_intervals(recs)
+    assert [(iv["step"], iv["kind"], iv["node"], iv["start"], iv["end"]) for iv in ivs] == [
+        (0, "isolate_leader", 2, 1.0, 4.0), (2, "kill_node", 0, 6.0, 9.0)]
+
+
+def test_availability_allows_a_change_when_the_fault_hit_the_leader():
+    elections = [{"t": 0.5, "node": 0, "term": 1},      # the first leader: not a change
+                 {"t": 11.2, "node": 1, "term": 2},     # node1 (index 0) killed at 10
+                 {"t": 21.0, "node": 2, "term": 3},     # node2 paused at 20
+                 {"t": 33.0, "node": 0, "term": 4},     # node3 in the minority half at 30
+                 {"t": 41.0, "node": 1, "term": 5}]     # churn: every node
+    faults = _faults((0, "kill_leader", 10.0, 12.0, {"node": 0}),
+                     (1, "pause_leader", 20.0, 22.0, {"node": 1}),
+                     (2, "partition_halves", 30.0, 32.0, {"groups": [[2], [0, 1]]}),
+                     (3, "churn", 40.0, 46.0, {}))
+    res = checker.check_availability(elections, faults, n_nodes=3)
+    assert res["valid"], res["violations"]
+    assert res["stats"]["leader_changes"] == 4
+    assert [c["cause"] for c in res["stats"]["changes"]] == [
+        "kill_leader step 0", "pause_leader step 1", "partition_halves step 2", "churn step 3"]
+
+
+def test_availability_flags_a_paused_follower_that_deposes_the_leader():
+    # The figures of issue 16: a 4 s SIGSTOP of a follower on an idle cluster moved the term
+    # and changed the leader when it came back.
+    elections = [{"t": 1.0, "node": 0, "term": 4}, {"t": 14.3, "node": 2, "term": 6}]
+    faults = _faults((0, "pause_follower", 10.0, 14.0, {"node": 1, "leader": 0}))
+    res = checker.check_availability(elections, faults, n_nodes=3)
+    assert res["violations"] == [
+        "leader change without a fault on the leader: term 6 elected node3 at 14.300, "
+        "replacing node1 (term 4, elected at 1.000); faults in the 15s before: "
+        "pause_follower node2 10.000..14.000"]
+    assert res["stats"]["leader_changes_unexplained"] == 1
+
+
+@pytest.mark.parametrize("case, valid", [
+    ("majority side keeps the leader", False),     # leader on the majority side of a cut
+    ("election long after the fault healed", False),
+    ("re-elected with no fault at all", False),
+    ("election just inside the slack", True),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_availability_edges(case, valid):
+    e0 = {"t": 0.5, "node": 0, "term": 1}
+    if case == "majority side keeps the leader":
+        els = [e0, {"t": 12.0, "node": 1, "term": 2}]
+        fl = _faults((0, "partition_halves", 10.0, 11.0, {"groups": [[2], [0, 1]]}))
+    elif case == "election long after the fault healed":
+        els = [e0, {"t": 30.0, "node": 1, "term": 2}]
+        fl = _faults((0, "kill_leader", 10.0, 12.0, {"node": 0}))
+    elif case == "re-elected with no fault at all":
+        els = [e0, {"t": 30.0, "node": 0, "term": 2}]
+        fl = []
+    else:
+        els = [e0, {"t": 16.9, "node": 1, "term": 2}]
+        fl = _faults((0, "pause_node", 10.0, 12.0, {"node": 0}))
+    assert checker.check_availability(els, fl, n_nodes=3, slack=5.0)["valid"] is valid
+
+
+def test_availability_a_second_change_in_one_fault_must_be_explained_too():
+    # node1 paused: node2 takes over (explained); then node3 deposes node2 while node1 is
+    # still paused: that one hit nobody who led.
+    els = [{"t": 0.5, "node": 0, "term": 1}, {"t": 11.0, "node": 1, "term": 2},
+           {"t": 12.0, "node": 2, "term": 3}]
+    fl = _faults((0, "pause_node", 10.0, 13.0, {"node": 0}))
+    res = checker.check_availability(els, fl, n_nodes=3)
+    assert res["stats"]["leader_changes_explained"] == 1 and len(res["violations"]) == 1
+    assert "term 3 elected node3" in res["violations"][0]
+
+
+# ---------------------------------------------------------------- starvation
+
+
+def test_no_starvation_bounds_each_askers_longest_wait_for_a_grant():
+    evs = [ev(0.0, "a", "invoke", "acquire", lock="x"), ev(1.0, "a", "ok", "acquire", token=1),
+           ev(2.0, "a", "invoke", "acquire", lock="x"), ev(2.5, "a", "fail", "acquire"),
+           ev(2.6, "a", "invoke", "acquire", lock="x"), ev(3.0, "a", "ok", "acquire", token=3),
+           ev(0.5, "b", "invoke", "acquire", lock="x"), ev(50.0, "b", "ok", "acquire", token=9),
+           ev(20.0, "c", "invoke", "acquire_shared", lock="y")]   # not a counted f
+    res = checker.check_no_starvation(evs, start=0.0, end=60.0, window=30.0)
+    assert res["violations"] == ["b asked from 0.500 and was granted nothing for 49.500s "
+                                 "(bound 30.0s)"]
+    # a stopped asking after its grant at 3.0; a failed try does not end a wait
+    assert res["stats"]["longest_wait_s"] == {"a": 1.0, "b": 49.5}
+    # c still asks when the run ends: that counts too
+    res = checker.check_no_starvation(evs, start=0.0, end=60.0, window=30.0,
+                                      fs=("acquire", "acquire_shared"))
+    assert res["stats"]["longest_wait_s"]["c"] == 40.0 and len(res["violations"]) == 2
+
+
+def test_leader_elections_read_each_nodes_own_election_with_its_term():
+    import datetime
+    import time
+
+    from lockd_cluster.workloads import leader_elections
+
+    now = time.time()
+
+    def stamp(t):
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).isoformat(
+            timespec="microseconds").replace("+00:00", "Z")
+
+    class Logs:
+        nodes = [0, 1]
+
+        def logs(self, i):
+            return [f'{{"event": "leader_elected", "term": 3, "timestamp": "{stamp(now - 8)}"}}\n'
+                    f'{{"event": "leader_ready", "epoch": 3, "timestamp": "{stamp(now - 7)}"}}\n',
+                    f'{{"event": "leader_elected", "term": "x", "timestamp": "{stamp(now - 2)}"}}\n'
+                    f'{{"event": "leader_elected", "term": 5, "timestamp": "{stamp(now - 1)}"}}\n'][i]
+    got = leader_elections(Logs())
+    assert [(e["node"], e["term"]) for e in got] == [(0, 3), (1, 5)]
+    assert abs((time.monotonic() - got[0]["t"]) - 8) < 1.0
