@@ -70,6 +70,7 @@ RULES: dict[str, Rule] = {
     "/lockd.v1.Cluster/AddMember": Rule("admin"),
     "/lockd.v1.Cluster/RemoveMember": Rule("admin"),
     "/lockd.v1.Cluster/TransferLeadership": Rule("admin"),
+    "/lockd.v1.Cluster/SaveSnapshot": Rule("admin"),
     "/grpc.health.v1.Health/Check": Rule(PUBLIC),
     "/grpc.health.v1.Health/Watch": Rule(PUBLIC),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(PUBLIC),

@@ -977,3 +977,8 @@ import lockd.cli_members  # noqa: E402,F401
 import lockd.cli_elect  # noqa: E402
 
 lockd.cli_elect.register(cli)
+
+# `lockd snapshot save|status|restore` and `lockd recover` live in lockd/cli_snapshot.py.
+import lockd.cli_snapshot  # noqa: E402
+
+lockd.cli_snapshot.register(cli)
