@@ -35,6 +35,7 @@ import pysyncobj.journal as pj
 import pysyncobj.pickle as ppickle
 import pysyncobj.serializer as pserializer
 import pysyncobj.syncobj as psyncobj
+from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from . import datadir
@@ -398,11 +399,14 @@ def check_data_dir(data_dir: str) -> list[str]:
 # `lockd snapshot restore` and `lockd recover` (lockd/snapshot.py) write and read a stopped
 # node's files. The formats are pysyncobj's, so the code that knows them lives here.
 
-def seed_data_dir(data_dir: str, fsm: LockStateMachine, index: int, term: int) -> None:
+def seed_data_dir(data_dir: str, member: str, fsm: LockStateMachine, index: int,
+                  term: int) -> None:
     """Write a data dir's Raft files holding `fsm` as the snapshot at (`index`, `term`), with
-    a one-member configuration (the dump's cluster list is empty: on load it replaces the
-    --peers of `lockd serve`), a journal of the two entries the dump names, and the term in
-    the meta file (so the node's next term is above every term in its log). Durable writes.
+    the one-member configuration {`member`} (on load, the dump's configuration replaces the
+    --peers of `lockd serve`; a member added later installs this dump and must find the
+    seed in it, or it would believe itself alone and elect itself), a journal of the two
+    entries the dump names, and the term in the meta file (so the node's next term is above
+    every term in its log). Durable writes.
     """
     index = max(int(index), 2)
     prev = (bytes([psyncobj._COMMAND_TYPE.NO_OP]), index - 1, term)
@@ -410,7 +414,7 @@ def seed_data_dir(data_dir: str, fsm: LockStateMachine, index: int, term: int) -
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=SNAPSHOT_GZIP_LEVEL) as g:
         # (SyncObj's own attributes, then each consumer's), last entry, prev entry, cluster
-        ppickle.dump(([{}, {"fsm": fsm}], last, prev, []), g)
+        ppickle.dump(([{}, {"fsm": fsm}], last, prev, {TCPNode(member)}), g)
     datadir.write_file_durably(os.path.join(data_dir, datadir.DUMP_FILE), buf.getvalue())
     datadir.write_file_durably(os.path.join(data_dir, datadir.JOURNAL_FILE),
                                _journal_bytes([prev, last]))

@@ -310,7 +310,7 @@ def _seed(data_dir: str, member: str, state: dict, index: int, term: int) -> Non
 
     fsm = LockStateMachine.from_snapshot(state)
     _write_identity(data_dir, member)
-    replication.seed_data_dir(data_dir, fsm, index, max(int(term), fsm.epoch, 1))
+    replication.seed_data_dir(data_dir, member, fsm, index, max(int(term), fsm.epoch, 1))
     replication.check_data_dir(data_dir)       # what `lockd serve` checks, so it will start
 
 
