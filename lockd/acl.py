@@ -74,6 +74,7 @@ RULES: dict[str, Rule] = {
     "/lockd.v1.Admin/KillSession": Rule("admin"),
     "/lockd.v1.Admin/ForceRelease": Rule("admin", ("name",)),
     "/lockd.v1.Admin/RevokeLock": Rule("lock", ("name",)),
+    "/lockd.v1.Cluster/SaveSnapshot": Rule("admin"),
     "/grpc.health.v1.Health/Check": Rule(PUBLIC),
     "/grpc.health.v1.Health/Watch": Rule(PUBLIC),
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": Rule(PUBLIC),

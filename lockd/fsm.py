@@ -72,7 +72,8 @@ delay_until_ms; 3 added the retained window of lock events (`window`, `compacted
 4 added sessions' notices (revocation requests, forced releases) and members short of disk
 space (`no_space`). Older snapshots still load
 (those fields take their defaults; before 3 the window is empty and everything up to the
-snapshot's revision counts as compacted)."""
+snapshot's revision counts as compacted). The optional `restored` key (a restore's token
+floor, lockd/snapshot.py) needs no new format: absent means {}."""
 _READABLE_FORMATS = (1, 2, 3, 4)
 
 # Limits are part of the replicated semantics, so they are constants here (never per-node config).
@@ -229,6 +230,9 @@ class LockStateMachine:
         # client_name, cause, until_ms). Events up to `compacted_revision` are gone.
         self.window: list[tuple] = []
         self.compacted_revision = 0
+        # Set only by a restore (lockd/snapshot.py), never by a command: the token floor it
+        # chose and the slack above the wall-clock bound, for the next restore to build on.
+        self.restored: dict = {}
         self._events: list = []
         self._to_grant: list[str] = []         # locks whose queues _grant_waiters must look at
         self._granting = False
@@ -986,6 +990,7 @@ class LockStateMachine:
             "members": [[k, v] for k, v in self.members.items()],
             "no_space": [[k, v] for k, v in self.no_space.items()],
             "compacted_revision": self.compacted_revision,
+            "restored": dict(self.restored),
             "window": [[*r[:5], r[5].decode("latin-1"), *r[6:]] for r in self.window],
             "sessions": [
                 [s.session_id, s.ttl_ms, s.client_name, [[k, v] for k, v in s.held.items()],
@@ -1016,6 +1021,7 @@ class LockStateMachine:
         # Before format 3 no events were retained: all up to the snapshot count as compacted.
         m.compacted_revision = d.get("compacted_revision", m.revision)
         m.window = [(*r[:5], r[5].encode("latin-1"), *r[6:]) for r in d.get("window", ())]
+        m.restored = dict(d.get("restored") or {})     # optional: absent = never restored
         for sid, ttl, name, held, waits, results, silent, *more in d["sessions"]:
             s = SessionEntry(sid, ttl, name, more[0] if more else "")   # identity: newer snapshots
             s.held = {k: v for k, v in held}

@@ -20,6 +20,7 @@ import asyncio
 import collections
 import functools
 import gzip
+import io
 import os
 import struct
 import threading
@@ -34,6 +35,7 @@ import pysyncobj.journal as pj
 import pysyncobj.pickle as ppickle
 import pysyncobj.serializer as pserializer
 import pysyncobj.syncobj as psyncobj
+from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from . import datadir
@@ -392,6 +394,69 @@ def check_data_dir(data_dir: str) -> list[str]:
     return notes
 
 
+# ---------------------------------------------------------------- offline: restore and recover
+#
+# `lockd snapshot restore` and `lockd recover` (lockd/snapshot.py) write and read a stopped
+# node's files. The formats are pysyncobj's, so the code that knows them lives here.
+
+def seed_data_dir(data_dir: str, member: str, fsm: LockStateMachine, index: int,
+                  term: int) -> None:
+    """Write a data dir's Raft files holding `fsm` as the snapshot at (`index`, `term`), with
+    the one-member configuration {`member`} (on load, the dump's configuration replaces the
+    --peers of `lockd serve`; a member added later installs this dump and must find the
+    seed in it, or it would believe itself alone and elect itself), a journal of the two
+    entries the dump names, and the term in the meta file (so the node's next term is above
+    every term in its log). Durable writes.
+    """
+    index = max(int(index), 2)
+    prev = (bytes([psyncobj._COMMAND_TYPE.NO_OP]), index - 1, term)
+    last = (bytes([psyncobj._COMMAND_TYPE.NO_OP]), index, term)
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=SNAPSHOT_GZIP_LEVEL) as g:
+        # (SyncObj's own attributes, then each consumer's), last entry, prev entry, cluster
+        ppickle.dump(([{}, {"fsm": fsm}], last, prev, {TCPNode(member)}), g)
+    datadir.write_file_durably(os.path.join(data_dir, datadir.DUMP_FILE), buf.getvalue())
+    datadir.write_file_durably(os.path.join(data_dir, datadir.JOURNAL_FILE),
+                               _journal_bytes([prev, last]))
+    datadir.write_file_durably(os.path.join(data_dir, datadir.META_FILE), ppickle.dumps(
+        {"raftCommitIndex": index, "currentTerm": term, "votedForNodeId": None}))
+
+
+def read_data_dir_state(data_dir: str) -> tuple[LockStateMachine, int, int]:
+    """The state a stopped node's files hold: its dump plus EVERY entry of its journal after
+    it (committed or not: the survivor's log becomes the truth, as with etcd's
+    --force-new-cluster), and the highest term seen. Run `check_data_dir` first."""
+    journal = os.path.join(data_dir, datadir.JOURNAL_FILE)
+    dump = os.path.join(data_dir, datadir.DUMP_FILE)
+    fsm, index, term = LockStateMachine(), 0, 0
+    if os.path.exists(dump):
+        with open(dump, "rb") as f, gzip.GzipFile(fileobj=f) as g:
+            data, last, _prev, _cluster = ppickle.load(g)
+        fsm = data[1]["fsm"] if isinstance(data, list) else data["fsm"]
+        index, term = int(last[1]), int(last[2])
+    if os.path.exists(journal):
+        j = pj.FileJournal(journal)
+        try:
+            entries = [j[i] for i in range(len(j))]
+        finally:
+            j._destroy()
+        for command, idx, eterm in entries:
+            term = max(term, int(eterm))
+            if idx <= index:
+                continue
+            index = int(idx)
+            if not command or command[0] != psyncobj._COMMAND_TYPE.REGULAR:
+                continue          # pysyncobj's no-op, membership and version entries
+            call = ppickle.loads(command[1:])      # (method id, (payload,)[, kwargs])
+            if isinstance(call, tuple) and len(call) >= 2 and call[1]:
+                for cmd in decode_batch(call[1][0]):
+                    fsm.apply(cmd)
+    meta = os.path.join(data_dir, datadir.META_FILE)
+    if os.path.exists(meta):
+        term = max(term, int(datadir.check_meta(meta).get("currentTerm", 0) or 0))
+    return fsm, index, term
+
+
 class _LockConsumer(SyncObjConsumer):
     """Holds the FSM; its one replicated method applies an encoded batch."""
 
@@ -443,6 +508,7 @@ class ReplicatedNode:
         # checkpoint, on its monotonic clock. A new leader adds the time since then to the
         # recorded silence: a lower bound, since the checkpoint committed before it applied.
         self.silence_applied_at: dict[str, float] = {}
+        self._fsm_index = 0            # the last index whose entry changed the FSM
 
     # ------------------------------------------------------------ lifecycle
 
@@ -531,6 +597,9 @@ class ReplicatedNode:
             events: list = []
             with self.state_lock:
                 fsm = consumer.fsm
+                so = self._syncobj
+                if so is not None:    # the index being applied (None during the first replay)
+                    self._fsm_index = so.raftLastApplied + 1
                 for cmd in cmds:
                     r = fsm.apply(cmd)
                     results.append(r)
@@ -864,6 +933,16 @@ class ReplicatedNode:
         """Run fn(fsm) under the state lock and return its result."""
         with self.state_lock:
             return fn(self._consumer.fsm)
+
+    def snapshot_point(self) -> tuple[dict, int, int, list[str]]:
+        """(the FSM's snapshot dict, the index it reflects, the term, the member ids), copied
+        under the state lock. Any thread; applies wait while it copies. For a linearizable
+        point, await a barrier first (lockd/snapshot.py)."""
+        with self.state_lock:
+            d = self._consumer.fsm.to_snapshot()
+            so = self._syncobj
+            index = max(self._fsm_index, so.raftLastApplied if so is not None else 0)
+        return d, index, self.term(), self.member_ids()
 
     def is_ready(self) -> bool:
         so = self._syncobj

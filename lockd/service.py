@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from . import commands as C
+from . import snapshot
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
 from .errors import ErrorCode, LockdAbort, invalid, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
@@ -620,6 +621,14 @@ class ClusterService(pbg.ClusterServicer):
     @rpc_handler
     async def TransferLeadership(self, request, context):
         return await self.node.membership.transfer(request)
+
+    @rpc_handler
+    async def SaveSnapshot(self, request, context):
+        """A consistent backup streamed in chunks (lockd/snapshot.py; admin under ACLs)."""
+        if request.chunk_bytes > snapshot.MAX_CHUNK_BYTES:
+            raise invalid("chunk_bytes", f"at most {snapshot.MAX_CHUNK_BYTES}")
+        async for data, total in snapshot.save_stream(self.node, request.chunk_bytes):
+            yield pb.SnapshotChunk(data=data, total_bytes=total)
 
     async def _ask(self, raft_addr: str, grpc_addr: str) -> pb.Member:
         unreachable = pb.Member(id=raft_addr, raft_address=raft_addr, grpc_address=grpc_addr,

@@ -13,7 +13,8 @@ import sys
 import click
 
 from lockd import __version__
-from lockd.cli import bench, elect, lock, locks, members, serve, sessions, status, up
+from lockd.cli import (bench, elect, lock, locks, members, serve, sessions, snapshot, status,
+                       up)
 from lockd.cli._common import DEFAULT_ENDPOINTS, ENDPOINTS_HELP, EPILOG, Globals
 from lockd.cli.security import client_tls_options
 
@@ -56,6 +57,7 @@ def cli(ctx: click.Context, endpoints: str, timeout: float, verbose: int, tls_ca
 COMMANDS = (
     serve.serve, up.up, status.status, locks.locks, lock.lock, bench.bench,
     members.members, members.leader, elect.elect, elect.watch, sessions.sessions,
+    snapshot.snapshot, snapshot.recover,
 )
 for _command in COMMANDS:
     cli.add_command(_command)

@@ -609,6 +609,20 @@ class TransferLeadershipResponse(_message.Message):
     previous_leader_id: str
     def __init__(self, leader_id: _Optional[str] = ..., leader_grpc_address: _Optional[str] = ..., previous_leader_id: _Optional[str] = ...) -> None: ...
 
+class SaveSnapshotRequest(_message.Message):
+    __slots__ = ("chunk_bytes",)
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    chunk_bytes: int
+    def __init__(self, chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("data", "total_bytes")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    total_bytes: int
+    def __init__(self, data: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
 class SessionSummary(_message.Message):
     __slots__ = ("session_id_prefix", "client_name", "identity", "ttl_ms", "ttl_left_ms", "held", "waiting")
     SESSION_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]

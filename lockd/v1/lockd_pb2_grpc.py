@@ -801,6 +801,11 @@ class ClusterStub:
                 request_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
                 response_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
                 _registered_method=True)
+        self.SaveSnapshot = channel.unary_stream(
+                '/lockd.v1.Cluster/SaveSnapshot',
+                request_serializer=lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
+                _registered_method=True)
 
 
 class ClusterServicer:
@@ -830,6 +835,13 @@ class ClusterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveSnapshot(self, request, context):
+        """A consistent backup of the replicated state, streamed in chunks (docs/operations.md §6).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -852,6 +864,11 @@ def add_ClusterServicer_to_server(servicer, server):
                     servicer.TransferLeadership,
                     request_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.FromString,
                     response_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.SerializeToString,
+            ),
+            'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.SaveSnapshot,
+                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -962,6 +979,33 @@ class Cluster:
             '/lockd.v1.Cluster/TransferLeadership',
             lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
             lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lockd.v1.Cluster/SaveSnapshot',
+            lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
+            lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,

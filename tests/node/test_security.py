@@ -226,6 +226,13 @@ def test_status_needs_a_grant_and_admin_rpcs_need_admin(channels):
     why, meta = refused(lambda: pbg.ClusterStub(channels("alice")).TransferLeadership(
         pb.TransferLeadershipRequest(), timeout=5), grpc.StatusCode.PERMISSION_DENIED)
     assert meta["permission"] == "admin"
+    # A backup holds every session id: admin only (read is not enough).
+    why, meta = refused(lambda: list(pbg.ClusterStub(channels("bob")).SaveSnapshot(
+        pb.SaveSnapshotRequest(), timeout=5)), grpc.StatusCode.PERMISSION_DENIED)
+    assert meta["permission"] == "admin"
+    chunks = list(pbg.ClusterStub(channels("ops")).SaveSnapshot(pb.SaveSnapshotRequest(),
+                                                               timeout=10))
+    assert chunks and sum(len(c.data) for c in chunks) == chunks[0].total_bytes
     # health checks need no grant (load balancers), but still a client certificate
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     assert health_pb2_grpc.HealthStub(channels("carol")).Check(
