@@ -38,7 +38,8 @@ def up(nodes: int, base_port: int, data_dir: str, ready_timeout: float) -> None:
     from lockd.local import ClusterError, LocalCluster, NodeExitedError, PortInUseError
     from lockd.local.procs import describe_exit
 
-    cluster = LocalCluster(nodes, data_dir, base_port=base_port, die_with_parent=True)
+    cluster = LocalCluster(nodes, data_dir, base_port=base_port, die_with_parent=True,
+                           metrics=True)
 
     def on_signal(signum: int, frame: Any) -> None:
         raise _Stop(signal.Signals(signum).name)
@@ -84,9 +85,10 @@ def up(nodes: int, base_port: int, data_dir: str, ready_timeout: float) -> None:
 
 
 def _print_up(cluster: Any, leader: int, data_dir: str) -> None:
-    print_table(["node", "gRPC", "Raft", "pid", "role", "log"], [
+    print_table(["node", "gRPC", "Raft", "pid", "role", "metrics", "log"], [
         [n.name, n.grpc_address, n.raft_address, n.pid,
-         "leader" if n.index == leader else "follower", n.log_path] for n in cluster.nodes],
+         "leader" if n.index == leader else "follower",
+         f"http://{n.metrics_address}/metrics", n.log_path] for n in cluster.nodes],
         title=f"lockd: {len(cluster)}-node dev cluster (data in {data_dir})")
     click.echo()
     click.echo(f"export LOCKD_ENDPOINTS={cluster.endpoints}")

@@ -30,6 +30,7 @@ class LocalNode(Node):
 
     process: subprocess.Popen | None = field(default=None, repr=False)
     paused: bool = False
+    metrics_address: str = ""      # HOST:PORT of /metrics, "" when the node serves none
     stopped_by_harness: bool = False
 
     @property
@@ -59,7 +60,8 @@ class LocalCluster(Cluster):
 
     def __init__(self, n: int, base_dir: str | os.PathLike, *, base_port: int | None = None,
                  extra_args: Sequence[str] = (), log_level: str = "info",
-                 die_with_parent: bool = True, stop_grace: float = 10.0) -> None:
+                 die_with_parent: bool = True, stop_grace: float = 10.0,
+                 metrics: bool = False) -> None:
         super().__init__()
         if n < 1:
             raise ValueError("a cluster needs at least one node")
@@ -83,6 +85,10 @@ class LocalCluster(Cluster):
             for k in range(n)
         ]
         self._join_peers: dict[int, tuple[str, ...]] = {}   # nodes added by add_node()
+        self.metrics = metrics
+        if metrics:        # `lockd serve --metrics-address` on a free loopback port per node
+            for node, port in zip(self.nodes, free_ports(n)):
+                node.metrics_address = f"127.0.0.1:{port}"
 
     def add_node(self, peers: Sequence[str] | None = None) -> int:
         """Append a node that runs `lockd serve --join` with `peers` (default: the Raft
@@ -115,6 +121,7 @@ class LocalCluster(Cluster):
                 "--grpc-address", node.grpc_address,
                 "--peers", peers,
                 *(["--join"] if join is not None else []),
+                *(["--metrics-address", node.metrics_address] if node.metrics_address else []),
                 "--data-dir", str(node.data_dir),
                 "--log-format", "json",
                 "--log-level", self.log_level,
@@ -127,6 +134,8 @@ class LocalCluster(Cluster):
         for n in wanted:
             addresses[n.grpc_address] = f"gRPC of {n.name}"
             addresses[n.raft_address] = f"Raft of {n.name}"
+            if n.metrics_address:
+                addresses[n.metrics_address] = f"metrics of {n.name}"
         check_free(addresses)
         for n in wanted:
             self._spawn(n)
