@@ -31,6 +31,7 @@ from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
 from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
+from .admission import Admission  # noqa: E402
 from .interceptors import MetricsInterceptor, RateLimitInterceptor  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
 from .membership import Membership  # noqa: E402
@@ -60,6 +61,7 @@ class LockdNode:
         self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership,
                                    metrics=self.metrics)
         self.metrics.registry.register(NodeCollector(self))
+        self.admission = Admission(self.raft.propose_aio, self.raft.backlog)   # lockd.admission
         self.metrics_port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: grpc.aio.Server | None = None
