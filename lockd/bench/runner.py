@@ -149,6 +149,10 @@ class Target:
     def node_pids(self) -> list[int]:
         return []
 
+    def worker_kind(self, kind: str) -> str:
+        """The worker workload that runs `kind` against this target (another system's own)."""
+        return kind
+
     def close(self) -> None:
         pass
 
@@ -304,7 +308,7 @@ def run_workers(target: Target, opts: BenchOptions, kind: str, specs: list[dict]
         sessions = sum(s.get("sessions", len(s.get("workers", []))) for s in specs)
         deadline = time.monotonic() + READY_TIMEOUT + sessions * 0.02
         for spec in specs:
-            procs.append(WorkerProc(dict(spec, kind=spec.get("kind", kind),
+            procs.append(WorkerProc(dict(spec, kind=spec.get("kind", target.worker_kind(kind)),
                                          endpoints=target.endpoints,
                                          timeout=opts.timeout, warmup=opts.warmup,
                                          duration=opts.duration)))
