@@ -33,10 +33,14 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto \
 	  --python_out=. --grpc_python_out=. --pyi_out=. \
 	  proto/lockd/v1/lockd.proto
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. \
+	  proto/lockd/bench/etcdpb/rpc.proto proto/lockd/bench/etcdpb/v3lock.proto
 
-# Regenerates and fails if the committed code differs.
+# Regenerates and fails if the committed code differs (or generated code is not committed).
 proto-check: proto
-	git diff --exit-code -- lockd/v1
+	git diff --exit-code -- lockd/v1 lockd/bench/etcdpb
+	@test -z "$$(git status --porcelain -- lockd/v1 lockd/bench/etcdpb)" || \
+	  { git status --short -- lockd/v1 lockd/bench/etcdpb; exit 1; }
 
 # Seeded fault runs (docs/testing.md): make chaos SEED=7 DURATION=120 BACKEND=local WORKLOAD=all
 # SEED empty = a fresh random seed (printed first); the report goes to OUT (default chaos-out/BACKEND-SEED).
@@ -67,11 +71,18 @@ fuzz: $(STAMP)
 # Benchmarks (docs/performance.md): a private local 3-node cluster (fsync on if `lockd serve`
 # has --fsync), the whole suite REPEAT times (medians and spread). Results also go to OUT
 # (default bench-out/bench.json). More flags: make bench BENCH_ARGS="--sessions 10000 --procs 2"
-.PHONY: bench
+.PHONY: bench bench-compare
 bench: $(STAMP)
 	@mkdir -p $(dir $(or $(OUT),bench-out/bench.json))
 	$(BIN)/lockd bench --local --repeat $(or $(REPEAT),3) --out $(or $(OUT),bench-out/bench.json) \
 	  $(BENCH_ARGS)
+
+# lockd beside a 3-node etcd on the same box (Debian: apt-get install etcd-server), same
+# generator, same run, fsync on for both; the comparison table with ratios (docs/performance.md).
+bench-compare: $(STAMP)
+	@mkdir -p $(dir $(or $(OUT),bench-out/compare.json))
+	$(BIN)/lockd bench --compare etcd --repeat $(or $(REPEAT),3) \
+	  --out $(or $(OUT),bench-out/compare.json) $(BENCH_ARGS)
 
 # Docker images of the Docker test back-end (tests/cluster/test_docker.py, cluster/docker/):
 # installs docker.io/mmdebstrap/docker-compose if missing, starts dockerd, builds what changed.

@@ -211,17 +211,22 @@ RATE_WAIT_S = 0.25
 
 
 class RateLimitInterceptor(PerMethodInterceptor):
-    """`--max-request-rate` / `--max-request-burst`: a token bucket per client (`client_key`)
-    for the `RATE_LIMITED` RPCs, checked before the ACL and the servicer, so a refusal costs
-    no Raft entry. A call over the rate waits for its token up to `RATE_WAIT_S`; beyond, it
-    is refused after that delay: RESOURCE_EXHAUSTED, LIMIT_EXCEEDED, limit=request_rate."""
+    """Who the `RATE_LIMITED` RPCs belong to, and the opt-in hard cap on them.
+
+    Every such call runs with `admission.CLIENT` set to its `client_key`, which the fair
+    admission of proposals (`lockd.admission`) shares the leader by. With
+    `--max-request-rate` N > 0 (0, the default, is off), each client also gets a token bucket
+    (`--max-request-burst`, default 2N), checked before the ACL and the servicer, so a refusal
+    costs no Raft entry. A call over the rate waits for its token up to `RATE_WAIT_S`; beyond,
+    it is refused after that delay: RESOURCE_EXHAUSTED, LIMIT_EXCEEDED, limit=request_rate."""
 
     def __init__(self, limits, clock=time.monotonic, wait: float = RATE_WAIT_S) -> None:
         from .limits import RateLimiter
 
         super().__init__()
         self.rate = limits.request_rate
-        self.limiter = RateLimiter(limits.request_rate, limits.request_burst)
+        burst = limits.request_burst or 2 * limits.request_rate
+        self.limiter = RateLimiter(limits.request_rate, burst) if self.rate > 0 else None
         self.clock = clock
         self.wait = wait
         self.refused = 0
@@ -234,20 +239,26 @@ class RateLimitInterceptor(PerMethodInterceptor):
                          {"limit": "request_rate", "max": str(self.rate)})
 
     def _wrap(self, method: str, handler):
+        from .admission import CLIENT
+
         if handler.unary_unary is None or method not in RATE_LIMITED:
             return handler
         inner = handler.unary_unary
-        reserve, clock, max_wait = self.limiter.reserve, self.clock, self.wait
+        reserve = self.limiter.reserve if self.limiter is not None else None
+        clock, max_wait = self.clock, self.wait
 
         async def unary_unary(request, context):
-            delay = reserve(client_key(context), clock(), max_wait)
-            if delay is None:
-                self.refused += 1
-                await asyncio.sleep(max_wait)
-                await context.abort_with_status(self._status())
-            elif delay > 0.0:
-                self.delayed += 1
-                await asyncio.sleep(delay)
+            key = client_key(context)
+            CLIENT.set(key)             # this RPC's own task context
+            if reserve is not None:
+                delay = reserve(key, clock(), max_wait)
+                if delay is None:
+                    self.refused += 1
+                    await asyncio.sleep(max_wait)
+                    await context.abort_with_status(self._status())
+                elif delay > 0.0:
+                    self.delayed += 1
+                    await asyncio.sleep(delay)
             result = inner(request, context)
             return (await result) if inspect.isawaitable(result) else result
         return grpc.unary_unary_rpc_method_handler(

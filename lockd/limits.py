@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+# Limits that may be 0 (meaning off, or derived from another one).
+ZERO_OK = frozenset({"request_rate", "request_burst"})
+
 # Name -> (default, hard cap, help). The name is the flag without `--max-` (dashes), the
 # NodeConfig field (underscores) and the `limit` metadata value (underscores).
 SPECS: dict[str, tuple[int, int, str]] = {
@@ -27,12 +30,14 @@ SPECS: dict[str, tuple[int, int, str]] = {
                                                "connection; beyond, a call is refused "
                                                "(UNAVAILABLE, REFUSED_STREAM) and retried"),
     "keepalive_rate": (100, 10_000, "KeepAlive messages per second per stream (burst: 2x)"),
-    "request_rate": (200, 1_000_000, "mutating RPCs (OpenSession, CloseSession, Acquire, "
-                                       "AcquireMany, Release, Campaign, Proclaim, Resign) per "
-                                       "second per client: per mTLS identity, else per "
-                                       "connection"),
-    "request_burst": (400, 1_000_000, "mutating RPCs a client may send at once above "
-                                        "--max-request-rate (the token bucket's size)"),
+    "request_rate": (0, 1_000_000, "a hard cap, off (0) by default: mutating RPCs "
+                                     "(OpenSession, CloseSession, Acquire, AcquireMany, "
+                                     "Release, Campaign, Proclaim, Resign) per second per "
+                                     "client (per mTLS identity, else per connection); the "
+                                     "leader is shared fairly between clients without it"),
+    "request_burst": (0, 1_000_000, "mutating RPCs a client may send at once above "
+                                      "--max-request-rate (the token bucket's size; 0: twice "
+                                      "the rate)"),
 }
 
 
@@ -59,8 +64,9 @@ class Limits:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             cap = SPECS[f.name][1]
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap:
-                out.append(f"{flag(f.name)}: must be within 1..{cap}, got {value!r}")
+            low = 0 if f.name in ZERO_OK else 1
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= cap:
+                out.append(f"{flag(f.name)}: must be within {low}..{cap}, got {value!r}")
         return out
 
 

@@ -642,6 +642,12 @@ class ReplicatedNode:
         where `asyncio.wrap_future(propose(cmd))` costs one per command."""
         return self._propose_into(cmd, asyncio.get_running_loop().create_future())
 
+    def backlog(self) -> int:
+        """Commands waiting for an entry slot (all `max_inflight_entries` are in flight): the
+        proposer's saturation signal for fair admission (`lockd.admission`). A length read
+        without the lock."""
+        return len(self._pending)
+
     def barrier_aio(self) -> asyncio.Future:
         """A linearizable read point for a coroutine: resolves once a Barrier entry appended
         after this call is applied here (ReadIndex done with the log).

@@ -34,6 +34,7 @@ from .datadir import StorageError  # noqa: E402
 from .disk import DiskMonitor, free_bytes, human  # noqa: E402
 from .election import ElectionService  # noqa: E402
 from .errors import ErrorCode, LockdAbort  # noqa: E402
+from .admission import Admission  # noqa: E402
 from .fsm import MAX_LOCK_DELAY_MS  # noqa: E402
 from .interceptors import MetricsInterceptor, RateLimitInterceptor  # noqa: E402
 from .lock_delays import LockDelayTimer  # noqa: E402
@@ -67,6 +68,7 @@ class LockdNode:
         self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership,
                                    metrics=self.metrics)
         self.metrics.registry.register(NodeCollector(self))
+        self.admission = Admission(self.raft.propose_aio, self.raft.backlog)   # lockd.admission
         self.metrics_port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: grpc.aio.Server | None = None

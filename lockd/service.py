@@ -103,7 +103,7 @@ class LockService(pbg.LockServicer):
     # ------------------------------------------------------------ helpers
 
     async def _propose(self, cmd) -> C.Result:
-        return await self.node.raft.propose_aio(cmd)
+        return await self.node.admission.propose(cmd)    # fair between clients when saturated
 
     def _check(self, r: C.Result) -> dict:
         if r.code is None:

@@ -53,6 +53,9 @@ def render(data: dict, console: Any = None) -> None:
     head = (f"lockd bench: {where}; {data['machine']['cpus']} CPUs; "
             f"{runs} run(s){', medians ±spread' if runs > 1 else ''}; "
             f"window {data['settings']['duration']:g} s")
+    if cl["kind"] == "local":
+        extra = " ".join(data["settings"].get("serve_args") or ())
+        head += f"; serve flags: {extra or 'the defaults'}"
 
     rows = []
     notes = []

@@ -149,6 +149,10 @@ class Target:
     def node_pids(self) -> list[int]:
         return []
 
+    def worker_kind(self, kind: str) -> str:
+        """The worker workload that runs `kind` against this target (another system's own)."""
+        return kind
+
     def close(self) -> None:
         pass
 
@@ -304,7 +308,7 @@ def run_workers(target: Target, opts: BenchOptions, kind: str, specs: list[dict]
         sessions = sum(s.get("sessions", len(s.get("workers", []))) for s in specs)
         deadline = time.monotonic() + READY_TIMEOUT + sessions * 0.02
         for spec in specs:
-            procs.append(WorkerProc(dict(spec, kind=spec.get("kind", kind),
+            procs.append(WorkerProc(dict(spec, kind=spec.get("kind", target.worker_kind(kind)),
                                          endpoints=target.endpoints,
                                          timeout=opts.timeout, warmup=opts.warmup,
                                          duration=opts.duration)))
@@ -417,7 +421,8 @@ def bench_flood(target: Target, opts: BenchOptions, prefix: str) -> dict:
     backoff. Reports both cycle p50/p99s, the p99 ratio and the flooder's counts.
     """
     # Each normal worker is a process of its own (a client with its own connection, so its
-    # own --max-request-rate bucket), unless --procs asks for fewer.
+    # own share of the leader and its own --max-request-rate bucket), unless --procs asks
+    # for fewer.
     ids = [f"w{k}" for k in range(opts.flood_workers)]
     procs = max(opts.procs, opts.flood_workers)
     specs = [{"workers": part, "ttl": opts.session_ttl, "lock_prefix": prefix + "alone/"}
@@ -675,18 +680,10 @@ def run_once(target: Target, opts: BenchOptions, run_id: str) -> dict:
     return out
 
 
-# The throughput workloads put up to 64 workers on one connection per generator process, far
-# above a client's default --max-request-rate: the bench's own cluster lifts it for them (it
-# measures capacity, not policy), but keeps the default when the flood workload runs.
-UNLIMITED_RATE = ("--max-request-rate=1000000", "--max-request-burst=1000000")
-
-
 def local_serve_args(opts: BenchOptions) -> tuple[str, ...]:
-    """The extra `lockd serve` flags of a --local cluster."""
-    given = " ".join(opts.serve_args)
-    if "flood" in opts.workloads or "--max-request-" in given:
-        return tuple(opts.serve_args)
-    return tuple(opts.serve_args) + UNLIMITED_RATE
+    """The extra `lockd serve` flags of a --local cluster: only what `--serve-arg` gave. The
+    bench's own cluster runs with `serve`'s defaults (the report names any flag added)."""
+    return tuple(opts.serve_args)
 
 
 def run_suite(opts: BenchOptions) -> dict:

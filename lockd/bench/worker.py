@@ -304,8 +304,67 @@ class FloodWorkload:
             await asyncio.wait_for(self.channel.close(), timeout=10)
 
 
+class EtcdLockWorkload(LockWorkload):
+    """`etcd-uncontended` / `etcd-contended`: the same loops against etcd's server-side lock
+    service (`v3lockpb.Lock/Lock` then `Unlock`), each worker with its own lease (granted with
+    `ttl`, kept alive on one LeaseKeepAlive stream per process, as clientv3 does). `endpoints`
+    is one etcd member's client address. A grant's token is the revision of Lock's answer
+    (the previous holder's delete raised it), which orders the grants of one lock."""
+
+    async def setup(self) -> None:
+        from lockd.bench.etcd import EtcdLocks
+
+        self.client = EtcdLocks(self.spec["endpoints"].split(",")[0])
+        ttl = max(1, int(round(self.spec["ttl"])))
+        leases = await asyncio.gather(*(self.client.grant(ttl) for _ in self.spec["workers"]))
+        self.sessions = dict(zip(self.spec["workers"], leases))
+        self.client.keep_alive()
+
+    def lock_name(self, worker: str) -> str:
+        prefix = self.spec["lock_prefix"]
+        return f"{prefix}c" if self.spec["kind"] == "etcd-contended" else f"{prefix}u/{worker}"
+
+    async def run(self, window: Window) -> dict:
+        cycles: list[list[float]] = []
+        grants: list[list] = []
+        errors: list[str] = []
+        contended = self.spec["kind"] == "etcd-contended"
+        etcd = self.client
+
+        async def one(worker: str) -> None:
+            lease = self.sessions[worker]
+            name = self.lock_name(worker)
+            while time.monotonic() < window.end:
+                t0 = time.monotonic()
+                try:
+                    key, rev = await etcd.lock(name, lease,
+                                               timeout=max(1.0, window.end - t0 + ACQUIRE_GRACE))
+                except Exception as e:   # count it, back off a little, go on
+                    errors.append(f"lock: {type(e).__name__}: {e}")
+                    await asyncio.sleep(0.05)
+                    continue
+                t1 = tr = time.monotonic()
+                try:
+                    await etcd.unlock(key)
+                except Exception as e:
+                    errors.append(f"unlock: {type(e).__name__}: {e}")
+                t2 = time.monotonic()
+                if contended:
+                    grants.append([rev, worker, t0, t1, tr])
+                elif window.inside(t0, t2):
+                    cycles.append([t0, t2])
+
+        await asyncio.gather(*(one(w) for w in self.spec["workers"]))
+        return {"cycles": cycles, "grants": grants, "errors": errors}
+
+    async def teardown(self) -> None:
+        if self.client is not None:
+            await asyncio.wait_for(self.client.close(), timeout=30)
+
+
 WORKLOADS = {"uncontended": LockWorkload, "contended": LockWorkload,
-             "keepalive": KeepaliveWorkload, "flood": FloodWorkload}
+             "keepalive": KeepaliveWorkload, "flood": FloodWorkload,
+             "etcd-uncontended": EtcdLockWorkload, "etcd-contended": EtcdLockWorkload}
 
 
 async def serve(spec: dict) -> int:

@@ -52,6 +52,10 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
 @click.option("--local", is_flag=True,
               help="Start a private local cluster (temporary data dir, stopped at the end); "
                    "needed by the failover workload and for the leader's CPU.")
+@click.option("--compare", type=click.Choice(["etcd"]), default=None,
+              help="Also start a local etcd cluster (Debian: apt-get install etcd-server) beside "
+                   "a local lockd one, run the same workloads on both (fsync on) and print "
+                   "the ratios. See docs/performance.md.")
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True,
               help="Nodes of the --local cluster.")
 @click.option("--fsync", type=click.Choice(["auto", "on", "off"]), default="auto",
@@ -102,7 +106,7 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
           duration: float, warmup: float, sessions: int, session_ttl: float, ttl: float,
           failover_repeats: int, procs: int, flood_workers: int, flood_streams: int,
           flood_nice: int, serve_args: tuple[str, ...], repeat: int, as_json: bool,
-          out: str | None) -> None:
+          out: str | None, compare: str | None) -> None:
     """Measure a cluster: lock throughput and latency, hand-off, keepalives, failover.
 
     Against --endpoints / LOCKD_ENDPOINTS, or (--local) a private local cluster that it
@@ -120,6 +124,8 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
         flood_workers=flood_workers, flood_streams=flood_streams, flood_nice=flood_nice,
         serve_args=serve_args,
         log=lambda msg: click.echo(f"lockd: bench: {msg}", err=True))
+    if compare:
+        from lockd.bench.compare import render_compare as render, run_compare as run_suite
     try:
         data = run_suite(opts)
     except BenchError as e:

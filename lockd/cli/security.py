@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import click
 
-from lockd.limits import SPECS, Limits, flag
+from lockd.limits import SPECS, ZERO_OK, Limits, flag
 
 _LIMIT_PARAMS = {name: "max_" + name for name in SPECS}
 
@@ -23,7 +23,8 @@ def serve_security_options(fn: Callable) -> Callable:
     for name, (default, cap, help_) in reversed(list(SPECS.items())):
         fn = click.option(flag(name), _LIMIT_PARAMS[name],
                           envvar="LOCKD_" + _LIMIT_PARAMS[name].upper(), show_envvar=True,
-                          type=click.IntRange(1, cap), default=default, show_default=True,
+                          type=click.IntRange(0 if name in ZERO_OK else 1, cap),
+                          default=default, show_default=True,
                           metavar="N", help=f"Limit: {help_} (RESOURCE_EXHAUSTED beyond).")(fn)
     options = [
         ("--acl-file", "LOCKD_ACL_FILE", "TOML grants of read/lock/admin on lock-name prefixes to "

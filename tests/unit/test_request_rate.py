@@ -36,10 +36,12 @@ def test_idle_buckets_are_dropped_first_and_memory_stays_bounded():
     assert len(rl) <= 4
 
 
-def test_the_limits_are_flags_with_defaults():
-    assert Limits().request_rate == SPECS["request_rate"][0] == 200
-    assert Limits().request_burst == SPECS["request_burst"][0] == 400
-    assert Limits(request_rate=0).problems()[0].startswith("--max-request-rate:")
+def test_the_rate_cap_is_an_opt_in_flag_off_by_default():
+    assert Limits().request_rate == SPECS["request_rate"][0] == 0       # off
+    assert Limits().request_burst == SPECS["request_burst"][0] == 0     # twice the rate
+    assert Limits(request_rate=-1).problems()[0].startswith("--max-request-rate:")
+    assert RateLimitInterceptor(Limits()).limiter is None
+    assert RateLimitInterceptor(Limits(request_rate=50)).limiter.burst == 100
     out = CliRunner().invoke(cli.cli, ["serve", "--help"], terminal_width=200).output
     assert "--max-request-rate" in out and "--max-request-burst" in out
 
@@ -126,10 +128,10 @@ def test_a_call_over_the_rate_borrows_its_token_or_is_refused():
     assert rl.reserve("a", 10.0, 0.25) == 0.0                  # refilled (capped at burst)
 
 
-def test_the_bench_cluster_lifts_the_rate_limit_except_for_flood():
-    from lockd.bench.runner import UNLIMITED_RATE, BenchOptions, local_serve_args
+def test_the_bench_cluster_runs_with_serves_defaults():
+    from lockd.bench.runner import BenchOptions, local_serve_args
 
-    assert local_serve_args(BenchOptions(workloads=("uncontended",))) == UNLIMITED_RATE
+    assert local_serve_args(BenchOptions(workloads=("uncontended",))) == ()
     assert local_serve_args(BenchOptions(workloads=("uncontended", "flood"))) == ()
     given = ("--max-request-rate=5",)
     assert local_serve_args(BenchOptions(workloads=("uncontended",), serve_args=given)) == given
