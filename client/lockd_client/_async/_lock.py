@@ -1,8 +1,9 @@
-"""Lock handles (exclusive, shared, semaphore) and RWLock: acquire/release/with, fencing token.
+"""Lock handles (exclusive, shared, semaphore) and RWLock: acquire/release, fencing token.
 
-A `Lock` behaves like `threading.Lock` (`acquire(blocking=True, timeout=-1) -> bool`,
-`release()`, `locked()`, `with`), plus `token`, `lost`, `value`, `name`. No thread per lock:
-a blocking acquire is one long Acquire RPC that the server answers when it grants.
+A `Lock` has `threading.Lock`'s shape (`acquire(blocking=True, timeout=-1) -> bool`,
+`release()`, `locked()`, `with`; awaited in asyncio), plus `token`, `lost`, `value`, `name`.
+No thread or task per lock: a blocking acquire is one long Acquire call that the server
+answers when it grants.
 
 Acquire protocol (retry safety, DESIGN §1.7). Every `acquire()` call picks a fresh
 `request_id` and keeps it across retries of that call: after an ambiguous failure
@@ -12,21 +13,30 @@ with jittered backoff; the server answers a repeated id with its first outcome, 
 never creates a second waiter and a grant already made comes back with the same token.
 Waits longer than the server's 1 h maximum are chunked; each chunk is a new request (the
 previous waiter timed out and left the queue, so the place in the FIFO is lost every hour).
-Those decisions are `_requests.AcquireCall`, shared with `lockd_client.aio`; this module
-sends, waits and sleeps.
+Those decisions are `_requests.AcquireCall`; this module sends (through the client's
+`Transport`), waits and sleeps.
+
+Cancellation (asyncio). Cancelling a task awaiting `acquire()` (directly, or through
+`asyncio.timeout`) cancels the call, which makes the server remove the waiter -- or release
+the lock if it granted it that instant. When the client cannot know what the Acquire left
+behind (a grant already on its way back, a cancel that did not reach the node, a waiter left
+by an earlier ambiguous attempt), it also sends `Release(acquire_request_id=...)`, which
+withdraws whatever that Acquire got, in a background task so the cancellation itself is not
+delayed. A cancelled `release()` likewise finishes its Release in the background. In the sync
+client, an exception in the waiting thread (KeyboardInterrupt) cancels the call the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import grpc
 
-from . import _requests as rq
-from ._errors import LockdError, LockTimeout, NotHolderError, SessionExpiredError
-from ._requests import MAX_WAIT, AcquireCall, Next, ReleaseMode
+from .. import _requests as rq
+from .._errors import LockdError, LockTimeout, NotHolderError, SessionExpiredError
+from .._requests import MAX_WAIT, AcquireCall, Next, ReleaseMode
+from ._primitives import Cancelled, Event, Mutex, wait_event
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -35,6 +45,10 @@ __all__ = ["Lock", "RWLock", "MAX_WAIT"]
 
 log = logging.getLogger("lockd.client")
 
+_POLL = 0.1
+"""A waiting acquire re-checks the session's lease at least this often (belt and braces: the
+keepalive driver also wakes it when the session ends)."""
+
 _DEFAULT = object()
 
 
@@ -42,16 +56,18 @@ class Lock:
     """A handle on one lock for one session. Create with `Session.lock/semaphore/rwlock`.
 
     Not re-entrant by default: acquiring a handle that is held (or being acquired) raises
-    RuntimeError; use one handle per thread. With `reentrant=True` and an `owner` (e.g.
-    `threading.get_ident()`), acquiring the held handle again -- or another handle of the same
-    session and owner -- returns at once with the same token and one more hold (`count`); the
-    lock is freed when every hold was released (docs/reentrancy.md). `lock_delay` (seconds,
-    0..60) keeps the lock from being granted to anyone for that long after this session
-    EXPIRES while holding it (never after release or close; docs/lock-delay.md).
-    Attributes: `name`, `value` (bytes shown to readers), `shared`, `permits`, `token` (the
-    fencing token of the current grant, None when not held), `count` (holds of this handle),
-    `lost` (Event set when the session ends while this lock is held).
+    RuntimeError; use one handle per thread (or task). With `reentrant=True` and an `owner`
+    (e.g. `threading.get_ident()` or a task name), acquiring the held handle again -- or
+    another handle of the same session and owner -- returns at once with the same token and
+    one more hold (`count`); the lock is freed when every hold was released
+    (docs/reentrancy.md). `lock_delay` (seconds, 0..60) keeps the lock from being granted to
+    anyone for that long after this session EXPIRES while holding it (never after release or
+    close; docs/lock-delay.md). Attributes: `name`, `value` (bytes shown to readers), `shared`,
+    `permits`, `token` (the fencing token of the current grant, None when not held), `count`
+    (holds of this handle), `lost` (an Event set when the session ends while this lock is held).
     """
+
+    _many = False   # MultiLock: AcquireMany
 
     def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
                  value: bytes | str = b"", shared: bool = False, permits: int = 1,
@@ -63,13 +79,14 @@ class Lock:
         self.lock_delay = lock_delay
         self._count = 0
         self._session = session
+        self._transport = session._transport
         self.name = name
         self.value = rq.as_bytes(value)
         self.shared = shared
         self.permits = permits
         self.timeout = timeout
-        self.lost = threading.Event()
-        self._mu = threading.Lock()
+        self.lost = Event()
+        self._mu = Mutex()
         self._token: int | None = None
         self._busy = False
 
@@ -108,13 +125,14 @@ class Lock:
 
     # ------------------------------------------------------------------ acquire
 
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Take the lock; True when granted, False on timeout or (non-blocking) when busy.
 
-        `timeout=-1` waits forever. Raises SessionExpiredError if the session is or becomes
-        LOST/EXPIRED, RuntimeError if this handle already holds the lock, ClusterUnavailableError
-        if no leader could be reached in time, and the registered errors for refusals
-        (AlreadyHeldError, ModeConflictError, InvalidRequestError, ...).
+        `timeout=-1` waits forever; 0 is a single try (threading.Lock semantics). Raises
+        SessionExpiredError if the session is or becomes LOST/EXPIRED, RuntimeError if this
+        handle already holds the lock, ClusterUnavailableError if no leader could be reached in
+        time, and the registered errors for refusals (AlreadyHeldError, ModeConflictError,
+        InvalidRequestError, ...). Cancellable (asyncio): see the module docstring.
         """
         blocking, timeout = rq.normalize_acquire_args(blocking, timeout)
         with self._mu:
@@ -125,9 +143,9 @@ class Lock:
             self._busy = True
         try:
             self._session._check_alive()
-            clock = self._session._client._clock
+            clock = self._transport.clock
             deadline = None if timeout == -1 else clock.monotonic() + timeout
-            token = self._acquire(blocking, deadline)
+            token = await self._acquire(blocking, deadline)
             if token is None:
                 return False
             if held:
@@ -145,7 +163,7 @@ class Lock:
                 # The session ended while the grant was on its way: it is not ours to use.
                 with self._mu:
                     self._token = None
-                self._best_effort_release(token)
+                self._transport.spawn(self._best_effort_release(token))
                 raise SessionExpiredError(f"session ended while acquiring {self.name!r}")
             log.debug("lock_acquired lock=%s token=%d", self.name, token)
             return True
@@ -153,36 +171,46 @@ class Lock:
             with self._mu:
                 self._busy = False
 
-    def _acquire(self, blocking: bool, deadline: float | None) -> int | None:
+    async def _acquire(self, blocking: bool, deadline: float | None) -> int | None:
         """Run Acquire requests until a grant (token), a timeout (None) or an error."""
         while True:
-            token, timed_out = self._acquire_once(blocking, deadline)
+            token, timed_out = await self._acquire_once(blocking, deadline)
             if token is not None or not timed_out or deadline is not None or not blocking:
                 return token
             # An unbounded wait reached the server's maximum single wait: ask again.
 
-    def _acquire_once(self, blocking: bool, deadline: float | None) -> tuple[int | None, bool]:
+    async def _acquire_once(self, blocking: bool,
+                            deadline: float | None) -> tuple[int | None, bool]:
         """One acquire request (one request_id, retried). Returns (token, timed_out)."""
+        call = self._new_call(blocking, deadline, self._transport.clock.monotonic())
+        try:
+            return await self._attempts(call)
+        except Cancelled:
+            if call.sent:
+                self._abandon(call.request_id)
+            raise
+
+    def _new_call(self, blocking: bool, deadline: float | None, now: float) -> Any:
+        """The retry protocol of one acquire request (MultiLock: AcquireMany)."""
+        return self._transport.acquire_call(
+            AcquireCall, session_id=self._session.id, name=self.name, shared=self.shared,
+            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
+            now=now, reentrant=self.reentrant, owner=self.owner,
+            lock_delay_ms=self._lock_delay_ms)
+
+    async def _attempts(self, call: Any) -> tuple[int | None, bool]:
         session = self._session
-        client = session._client
-        clock = client._clock
-        call = self._new_call(blocking, deadline, clock.monotonic())
+        transport = self._transport
+        clock = transport.clock
         while True:
             session._check_alive()
             attempt = call.next_attempt(clock.monotonic())
             if attempt is None:
                 if call.ambiguous:
-                    self._withdraw(call.request_id)
+                    await self._withdraw(call.request_id)
                 return None, True
-            fut = self._rpc(client._lock_stub(attempt.addr)).future(
-                attempt.request, timeout=attempt.rpc_timeout)
-            try:
-                outcome = self._wait_for(fut, attempt.give_up_at)
-            except BaseException:
-                # e.g. KeyboardInterrupt in the waiting thread: a cancelled RPC makes the server
-                # drop the waiter (or release a grant it made that instant).
-                fut.cancel()
-                raise
+            pending = transport.start_acquire(attempt, many=self._many)
+            outcome = await self._wait_for(pending, attempt.give_up_at)
             if outcome == "session_ended":
                 raise SessionExpiredError(
                     f"session {session._short_id}… ended while waiting for {self.name!r}")
@@ -190,7 +218,7 @@ class Lock:
                 log.debug("acquire_cancelled lock=%s request_id=%s", self.name, call.request_id)
                 return None, True
             try:
-                resp = fut.result()
+                resp = await transport.result(pending)
             except grpc.RpcError as e:
                 f = call.on_error(attempt.addr, e)
                 if f.next is Next.TIMED_OUT:
@@ -201,7 +229,7 @@ class Lock:
                     continue
                 elif f.next is Next.BACKOFF:
                     if f.delay > 0:
-                        session.done.wait(f.delay)  # wakes early when the session ends
+                        await wait_event(session.done, f.delay)  # wakes when the session ends
                     error = call.after_backoff()
                     if error is None:
                         continue
@@ -209,56 +237,52 @@ class Lock:
                 if f.next is Next.GIVE_UP:
                     session._check_alive()
                     # Our waiter may still sit in the queue (or hold a grant we never saw).
-                    self._withdraw(call.request_id)
+                    await self._withdraw(call.request_id)
                 assert f.error is not None
                 raise f.error from e
             return call.on_response(resp), False
 
-    def _new_call(self, blocking: bool, deadline: float | None, now: float) -> AcquireCall:
-        """The retry protocol of one acquire request (MultiLock: AcquireMany)."""
-        client = self._session._client
-        return AcquireCall(
-            client._router, session_id=self._session.id, name=self.name, shared=self.shared,
-            permits=self.permits, value=self.value, blocking=blocking, deadline=deadline,
-            now=now, timeout=client.timeout,
-            retry=client._retry(deadline if blocking else now + client.timeout),
-            reentrant=self.reentrant, owner=self.owner, lock_delay_ms=self._lock_delay_ms)
+    async def _wait_for(self, pending: Any, give_up_at: float | None) -> str:
+        """Wait for the call to finish, the session to end, or the caller's deadline (+ grace).
 
-    @staticmethod
-    def _rpc(stub):
-        return stub.Acquire
-
-    def _wait_for(self, fut: grpc.Future, give_up_at: float | None) -> str:
-        """Wait for the RPC to finish, the session to end, or the caller's deadline (+ grace).
-
-        Returns "done" (read the future), "timed_out" (cancelled at the deadline: the server
-        drops the waiter) or "session_ended" (cancelled because the session is LOST/EXPIRED).
+        Returns "done" (read the result), "timed_out" (cancelled at the deadline: the server
+        drops the waiter) or "session_ended" (cancelled because the session is
+        LOST/EXPIRED/CLOSED). If the waiter is interrupted (a cancelled task, a
+        KeyboardInterrupt), so is the call.
         """
         session = self._session
-        clock = session._client._clock
-        wake = threading.Event()
-        fut.add_done_callback(lambda _f: wake.set())
+        clock = self._transport.clock
+        wake = Event()
+        pending.add_done_callback(lambda _call: wake.set())
         session._add_waker(wake)  # set by the session when it ends
         try:
             while True:
-                if fut.done():
+                if pending.done():
                     return "done"
                 if session.state.terminal:  # checks the lease against the clock
-                    return "session_ended" if fut.cancel() else "done"
-                step = 0.1
+                    return "session_ended" if pending.cancel() else "done"
+                step = _POLL
                 if give_up_at is not None:
                     left = give_up_at - clock.monotonic()
                     if left <= 0:
-                        return "timed_out" if fut.cancel() else "done"
+                        return "timed_out" if pending.cancel() else "done"
                     step = min(step, left)
-                wake.wait(step)
-                wake.clear()  # safe: fut.done() and the session are re-checked at the top
+                await wait_event(wake, step)
+                wake.clear()  # safe: pending.done() and the session are re-checked at the top
+        except BaseException:
+            pending.cancel()  # the server drops the waiter (or releases a grant made that instant)
+            raise
         finally:
             session._remove_waker(wake)
 
+    def _abandon(self, request_id: str) -> None:
+        """The caller gave up on an Acquire whose outcome is unknown: withdraw it, in the background."""
+        log.debug("acquire_abandoned lock=%s request_id=%s", self.name, request_id)
+        self._transport.spawn(self._withdraw(request_id))
+
     # ------------------------------------------------------------------ release
 
-    def release(self) -> None:
+    async def release(self) -> None:
         """Give the lock back (Release with the grant's token; retried with one request_id).
 
         Raises RuntimeError if this handle does not hold the lock. The handle is released
@@ -266,7 +290,8 @@ class Lock:
         single best-effort try and its failures (SESSION_NOT_FOUND, NOT_HOLDER: the cluster may
         already have expired the session) are swallowed; for an EXPIRED/CLOSED session nothing
         is sent. Otherwise ClusterUnavailableError means the lock may stay held on the server
-        until the session is closed or expires.
+        until the session is closed or expires. asyncio: if the caller is cancelled, the
+        Release still runs to its end in the background.
         """
         with self._mu:
             if self._token is None:
@@ -281,7 +306,7 @@ class Lock:
                 token, self._token, self._count = self._token, None, 0
         session = self._session
         if partial:
-            self._release_one_hold(token)
+            await self._transport.complete(self._release_one_hold(token))
             return
         session._unregister_lock(self)
         mode = rq.release_mode(session._driver.state_of(session.id), was_lost=was_lost,
@@ -289,16 +314,18 @@ class Lock:
         if mode is ReleaseMode.SKIP:
             return
         if mode is ReleaseMode.BEST_EFFORT:
-            self._best_effort_release(token)
+            await self._transport.complete(self._best_effort_release(token))
             return
-        self._release(self.name, token)
+        await self._transport.complete(self._release(token))
 
-    def _release(self, name: str, token: int) -> None:
-        """Release the grant `token` of `name` on the server (retried with one request_id)."""
+    async def _release(self, token: int, name: str | None = None) -> None:
+        """Release the grant `token` of `name` (default: this handle's lock), retried with
+        one request_id."""
+        name = name or self.name
         session = self._session
         req = rq.release_request(session.id, name, token)
         try:
-            session._client._unary("Lock", "Release", req)
+            await self._transport.unary("Lock", "Release", req)
         except SessionExpiredError:
             # The session is gone, so is the lock: nothing left to release.
             session._mark_expired()
@@ -310,7 +337,7 @@ class Lock:
             raise
         log.debug("lock_released lock=%s token=%d", name, token)
 
-    def _release_one_hold(self, token: int) -> None:
+    async def _release_one_hold(self, token: int) -> None:
         """Release one hold of a reentrant grant that stays held (the server decrements)."""
         session = self._session
         mode = rq.release_mode(session._driver.state_of(session.id), was_lost=False,
@@ -319,42 +346,42 @@ class Lock:
             return   # the session is ending: the whole grant goes with it
         req = rq.release_request(session.id, self.name, token)
         try:
-            session._client._unary("Lock", "Release", req)
+            await self._transport.unary("Lock", "Release", req)
         except SessionExpiredError:
             session._mark_expired()
         log.debug("lock_hold_released lock=%s token=%d count=%d", self.name, token, self._count)
 
-    def _withdraw(self, request_id: str) -> None:
+    async def _withdraw(self, request_id: str) -> None:
         """Best effort: take back whatever the Acquire `request_id` left (waiter or grant)."""
         if not rq.HAS_WITHDRAW:
             return
         session = self._session
         req = rq.withdraw_request(session.id, self.name, request_id)
         try:
-            session._client._unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
+            await self._transport.unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
         except (LockdError, RuntimeError) as e:
             log.debug("acquire_withdraw_failed lock=%s request_id=%s error=%s", self.name,
                       request_id, e)
 
-    def _best_effort_release(self, token: int) -> None:
+    async def _best_effort_release(self, token: int) -> None:
         session = self._session
         req = rq.release_request(session.id, self.name, token)
         try:
-            session._client._unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
+            await self._transport.unary("Lock", "Release", req, timeout=rq.RELEASE_LOST_TIMEOUT)
         except (LockdError, RuntimeError) as e:
             log.debug("release_best_effort_failed lock=%s token=%d error=%s", self.name, token, e)
 
     # ------------------------------------------------------------------ context managers
 
-    def __enter__(self) -> "Lock":
-        self._acquire_or_raise(self.timeout)
+    async def __aenter__(self) -> "Lock":
+        await self._acquire_or_raise(self.timeout)
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()
 
-    def _acquire_or_raise(self, timeout: float | None) -> None:
-        if not self.acquire(timeout=-1 if timeout is None else timeout):
+    async def _acquire_or_raise(self, timeout: float | None) -> None:
+        if not await self.acquire(timeout=-1 if timeout is None else timeout):
             raise LockTimeout(f"lock {self.name!r} not acquired within {timeout} s",
                               reason="WAIT_TIMEOUT")
 
@@ -371,19 +398,19 @@ class _Hold:
         self._lock = lock
         self._timeout = timeout
 
-    def __enter__(self) -> Lock:
-        self._lock._acquire_or_raise(self._timeout)
+    async def __aenter__(self) -> Lock:
+        await self._lock._acquire_or_raise(self._timeout)
         return self._lock
 
-    def __exit__(self, *exc: object) -> None:
-        self._lock.release()
+    async def __aexit__(self, *exc: object) -> None:
+        await self._lock.release()
 
 
 class RWLock:
     """A readers-writer lock on one name: many SHARED holders or one EXCLUSIVE holder.
 
-    `read()` and `write()` return a NEW handle on each call (handles are not shared between
-    threads); writers are not starved: a shared request queues behind a waiting writer.
+    `read()` and `write()` return a NEW handle on each call (one handle per thread or task);
+    writers are not starved: a shared request queues behind a waiting writer.
     """
 
     def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
