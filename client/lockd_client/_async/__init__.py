@@ -32,7 +32,7 @@ def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.
     call that does not wait for a lock, retries included. `tls`: a `TLSConfig(ca=, cert=, key=)`
     (mTLS when cert and key are given), True (TLS with the system roots), False (plain text),
     or None: TLS iff LOCKD_TLS_CA / LOCKD_TLS_CERT / LOCKD_TLS_KEY are set. Use as a context
-    manager (`with` / `async with`) or close it; an asyncio client belongs to the event loop
+    manager or close it; an asyncio client belongs to the event loop
     it is first used in.
     """
     return LockdClient(endpoints, timeout=timeout, tls=tls)

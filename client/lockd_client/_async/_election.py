@@ -35,7 +35,7 @@ class Election:
     runs out (False); `resign()` steps down; `proclaim(value)` changes the leader's value
     (NotHolderError unless leading); `leader()` says who leads (a `Leader` or None);
     `observe()` iterates every new leader. `with election:` campaigns and resigns (asyncio:
-    each awaited, `async with`, `async for`). Attributes: `name`, `value`, `token` (the
+    the same, awaited). Attributes: `name`, `value`, `token` (the
     leadership term, None when not leading), `lost` (an Event set when the session ends
     while leading).
     """

@@ -1,7 +1,7 @@
 """Lock handles (exclusive, shared, semaphore) and RWLock: acquire/release, fencing token.
 
 A `Lock` has `threading.Lock`'s shape (`acquire(blocking=True, timeout=-1) -> bool`,
-`release()`, `locked()`, `with`; awaited in asyncio), plus `token`, `lost`, `value`, `name`.
+`release()`, `locked()`, a context manager; awaited in asyncio), plus `token`, `lost`, `value`, `name`.
 No thread or task per lock: a blocking acquire is one long Acquire call that the server
 answers when it grants.
 

@@ -2,7 +2,7 @@
 
 The decisions (what to resume from, retries, redirects) are the shared cursors of
 `_streams.py`; this module only opens streams (through the client's `Transport`), reads and
-waits out backoffs. `close()` (or leaving `with` / `async with`) ends iteration. Sync: iterate
+waits out backoffs. `close()` (or leaving its context manager) ends iteration. Sync: iterate
 on one thread; `close()` may be called from any other (it cancels the open stream and wakes a
 backoff). asyncio: cancelling the iterating task cancels the open stream.
 """

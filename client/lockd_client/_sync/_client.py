@@ -6,7 +6,7 @@ What goes over the wire, and how, is the client's `Transport` (`_transport.py`):
 the leader guess, retries, calls and background work. This module opens and tracks sessions,
 offers the reads, watches and membership calls, and closes everything in order.
 
-asyncio (`lockd_client`): a client belongs to the loop it is first used in (grpc.aio
+The asyncio client: a client belongs to the loop it is first used in (grpc.aio
 channels are bound to one) and is not thread-safe. Work that must finish even if the caller is
 cancelled (a Release, a CloseSession, the withdrawal of an abandoned Acquire) runs in
 background tasks that `close()` awaits within `timeout`. The sync client (`lockd_client`) is
@@ -128,8 +128,8 @@ class LockdClient:
     def session(self, *, ttl: float = 10.0, name: str | None = None):
         """Open a session with `ttl` seconds (1 … 3600) and keep it alive.
 
-        asyncio returns an opener: `s = c.session()`, or `with c.session() as s:`
-        (closed on exit); the sync client opens it at once. The id is a fresh UUID4 chosen
+        The sync client opens it at once; asyncio returns an opener to (for the
+        session) or to enter as an async context manager (closed on exit). The id is a fresh UUID4 chosen
         here, so a retried OpenSession is idempotent. The lease starts at the send time of the
         first OpenSession attempt (the conservative choice). Raises InvalidRequestError for a
         bad TTL or name, ClusterUnavailableError if no leader answered within `timeout`.
@@ -216,8 +216,8 @@ class LockdClient:
               reconnect_timeout: float = 30.0):
         """Iterate lock events (`WatchEvent`) of locks starting with `prefix` (docs/watch.md).
 
-        `after_revision=0` starts from now (sync: pinned by this call; asyncio: by `async
-        with`, `w.start()` or the first iteration); else every event after that revision
+        `after_revision=0` starts from now (sync: pinned by this call; asyncio: when the
+        watch is entered, started or first iterated); else every event after that revision
         (a listing's `revision`, or a previous watch's `.revision`). The stream follows the
         leader across failovers and resumes from the last event it delivered: no gap, no
         duplicate. `close()` it (or use `with`) to stop. Iterating raises
