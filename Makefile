@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit test-node test-cluster proto proto-check lint clean venv
+.PHONY: run test test-unit test-node test-cluster proto proto-check unasync unasync-check lint clean venv
 
 venv: $(STAMP)
 
@@ -41,6 +41,14 @@ proto-check: proto
 	git diff --exit-code -- lockd/v1 lockd/bench/etcdpb
 	@test -z "$$(git status --porcelain -- lockd/v1 lockd/bench/etcdpb)" || \
 	  { git status --short -- lockd/v1 lockd/bench/etcdpb; exit 1; }
+
+# The sync client (client/lockd_client/_sync/) is generated from the async one (_async/).
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
+
+# Fails (naming the file) if a generated sync module is stale.
+unasync-check: $(STAMP)
+	$(BIN)/python scripts/unasync.py --check
 
 # Seeded fault runs (docs/testing.md): make chaos SEED=7 DURATION=120 BACKEND=local WORKLOAD=all
 # SEED empty = a fresh random seed (printed first); the report goes to OUT (default chaos-out/BACKEND-SEED).

@@ -11,9 +11,6 @@ Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib l
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from ._client import ClientState, LockdClient
 from ._errors import (
     AlreadyHeldError,
     ClusterUnavailableError,
@@ -29,14 +26,12 @@ from ._errors import (
     RevisionCompactedError,
     SessionExpiredError,
 )
-from ._election import Election
-from ._streams import Leader, WatchEvent
-from ._watch import Observation, Watch
-from ._tls import TLSConfig
 from ._keepalive import SessionState
-from ._lock import Lock, RWLock
-from ._multilock import MultiLock
-from ._session import Session
+from ._state import ClientState
+from ._streams import Leader, WatchEvent
+from ._sync import (Election, LockdClient, Lock, MultiLock, Observation, RWLock, Session, Watch,
+                    connect)
+from ._tls import TLSConfig
 
 __all__ = [
     "connect",
@@ -68,15 +63,3 @@ __all__ = [
     "MembershipError",
 ]
 
-
-def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0,
-            tls: TLSConfig | bool | None = None) -> LockdClient:
-    """Connect to a lockd cluster (lazily: nothing is dialled until the first call).
-
-    `endpoints` is "host:port,host:port" or a list of "host:port"; None reads the environment
-    variable LOCKD_ENDPOINTS (ValueError if neither is set). `timeout` (seconds) bounds every
-    call that does not wait for a lock, retries included. `tls`: a `TLSConfig(ca=, cert=, key=)`
-    (mTLS when cert and key are given), True (TLS with the system roots), False (plain text),
-    or None: TLS iff LOCKD_TLS_CA / LOCKD_TLS_CERT / LOCKD_TLS_KEY are set. Use as a context manager or `close()`.
-    """
-    return LockdClient(endpoints, timeout=timeout, tls=tls)

@@ -62,9 +62,9 @@ class _ListByDefault(click.Group):
 LOCKS_EPILOG = """\b
 Break-glass (docs/break-glass.md): `release --force` frees a lock from a
 holder that is alive but stuck (admin only under ACLs); the next waiter's
-token fences it, and its client is told. `revoke` asks the holder to give
-the lock up (its client's revoke callbacks run; `lockd lock` passes SIGUSR1
-to CMD). Both log an audit line on the leader.
+token fences it, and its session gets a FORCE_RELEASED notice. `revoke`
+asks the holder to give the lock up: its session gets a REVOKE_REQUESTED
+notice with its keepalives. Both log an audit line on the leader.
 
 \b
 Exit codes: 0 success, 1 refused or failed, 2 usage error, 3 cluster unavailable.

@@ -400,7 +400,7 @@ class _AnswerLost:
 
 def _lose_acquire_answers(c: aio.LockdClient) -> list[_AnswerLost]:
     calls: list[_AnswerLost] = []
-    real_stub_for = c._lock_stub
+    real_stub_for = c._transport.lock_stub
 
     class Stub:
         def __init__(self, stub):
@@ -414,7 +414,7 @@ def _lose_acquire_answers(c: aio.LockdClient) -> list[_AnswerLost]:
             calls.append(call)
             return call
 
-    c._lock_stub = lambda addr: Stub(real_stub_for(addr))  # type: ignore[method-assign]
+    c._transport.lock_stub = lambda addr: Stub(real_stub_for(addr))  # type: ignore[method-assign]
     return calls
 
 

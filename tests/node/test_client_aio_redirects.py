@@ -66,7 +66,7 @@ def test_acquire_is_redirected_with_the_same_request(lockd_node, follower_factor
 
     async def body():
         async with aio.connect([lockd_node.address]) as c, c.session() as s:
-            c._set_leader(addr)   # as if the leader moved after the session was opened
+            c._transport.set_leader(addr)   # as if the leader moved after the session was opened
             lock = s.lock("r/acq")
             assert await lock.acquire(timeout=5)
             assert c.leader == lockd_node.address and "Acquire" in follower.calls

@@ -191,7 +191,7 @@ def test_closing_the_client_closes_its_sessions_and_stops_its_keepalive_task(loc
         c = aio.connect(lockd_node.address)
         s = await c.session()
         await s.lock("s/client-close").acquire()
-        driver_task = c._driver._task
+        driver_task = c._driver._worker
         await c.close()
         assert s.state is SessionState.CLOSED and s.done.is_set()
         assert driver_task.done()

@@ -121,7 +121,7 @@ def test_a_follower_that_does_not_know_the_leader_makes_the_client_try_the_next_
 def test_acquire_is_redirected_with_the_same_request(lockd_node, follower_factory):
     follower, addr = follower_factory(lockd_node.address)
     with lockd_client.connect([lockd_node.address]) as c, c.session() as s:
-        c._set_leader(addr)   # as if the leader moved after the session was opened
+        c._transport.set_leader(addr)   # as if the leader moved after the session was opened
         lock = s.lock("r/acq")
         assert lock.acquire(timeout=5)
         assert c.leader == lockd_node.address and "Acquire" in follower.calls

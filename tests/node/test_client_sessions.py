@@ -158,7 +158,7 @@ def test_closing_the_client_closes_its_sessions_and_stops_its_keepalive_thread(l
     c = lockd_client.connect(lockd_node.address)
     s = c.session()
     s.lock("s/client-close").acquire()
-    driver_thread = c._driver._thread
+    driver_thread = c._driver._worker
     c.close()
     assert s.state is SessionState.CLOSED
     assert not driver_thread.is_alive()

@@ -39,7 +39,9 @@ def test_the_async_client_has_the_sync_clients_names_and_shares_its_errors_and_s
                  "SessionExpiredError", "ClusterUnavailableError", "NotHolderError"):
         assert getattr(aio, name) is getattr(lockd_client, name)
     for name in ("LockdClient", "Session", "Lock", "RWLock"):
-        assert getattr(aio, name).__module__.startswith("lockd_client.aio")
+        # The hand-written async client and its generated sync twin: distinct classes.
+        assert getattr(aio, name).__module__.startswith("lockd_client._async")
+        assert getattr(lockd_client, name).__module__.startswith("lockd_client._sync")
 
 
 def test_import_loads_neither_pysyncobj_nor_structlog_nor_the_server():
@@ -64,11 +66,13 @@ def _calls(path: pathlib.Path):
 def test_requests_are_built_and_status_codes_read_in_one_place():
     """Only _requests.py builds request messages; only it and _errors.py look at status codes.
 
-    The sync modules and aio/ send, wait and sleep; they make no routing or error decisions.
+    _async/ (and the _sync/ generated from it) send, wait and sleep; they make no routing or
+    error decisions.
     """
     shared = {CLIENT_ROOT / "_requests.py", CLIENT_ROOT / "_errors.py"}
     checked = [p for p in CLIENT_ROOT.rglob("*.py") if p not in shared]
-    assert CLIENT_ROOT / "aio" / "_lock.py" in checked and CLIENT_ROOT / "_lock.py" in checked
+    assert CLIENT_ROOT / "_async" / "_lock.py" in checked
+    assert CLIENT_ROOT / "_sync" / "_lock.py" in checked
     for path in checked:
         for owner, attr in _calls(path):
             assert not (owner == "lockd_pb2" and attr.endswith("Request")), (path, attr)

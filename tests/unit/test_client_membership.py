@@ -57,7 +57,7 @@ class Stub:
 
 def sync_client(stub):
     c = lockd_client.LockdClient("127.0.0.1:7001", timeout=2, sleep=lambda s: None)
-    c._cluster_stub = lambda addr: stub
+    c._transport.stub = lambda service, addr: stub
     return c
 
 
@@ -66,7 +66,7 @@ def aio_client(stub):
         return None
 
     c = aio.LockdClient("127.0.0.1:7001", timeout=2, sleep=nap)
-    c._cluster_stub = lambda addr: stub
+    c._transport.stub = lambda service, addr: stub
     return c
 
 

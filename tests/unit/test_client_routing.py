@@ -5,7 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from lockd_client._client import LockdClient, _Action
+from lockd_client import LockdClient
+from lockd_client._requests import Action as _Action
 from lockd_client._errors import ErrorDetails
 
 U = grpc.StatusCode.UNAVAILABLE
@@ -42,15 +43,15 @@ def client():
         "not-ready", "overloaded", "limit", "rpc-deadline", "wait-timeout", "server-gone",
         "session-gone", "not-holder", "invalid", "internal"])
 def test_failure_routing(client, d, action, target):
-    assert client._after_failure("a:1", d, attempt=0) is action
+    assert client._transport.after_failure("a:1", d, attempt=0) is action
     assert client.leader == target
 
 
 def test_a_node_that_keeps_saying_not_ready_is_left_for_the_next_one(client):
     d = details(U, "UNAVAILABLE")
-    client._after_failure("a:1", d, attempt=0)
+    client._transport.after_failure("a:1", d, attempt=0)
     assert client.leader == "a:1"
-    client._after_failure("a:1", d, attempt=1)
+    client._transport.after_failure("a:1", d, attempt=1)
     assert client.leader == "b:2"
 
 
@@ -58,12 +59,12 @@ def test_rotation_cycles_through_every_endpoint_and_wraps(client):
     seen = []
     for _ in range(4):
         addr = client.leader
-        client._after_failure(addr, details(U), attempt=0)
+        client._transport.after_failure(addr, details(U), attempt=0)
         seen.append(client.leader)
     assert seen == ["b:2", "c:3", "a:1", "b:2"]
 
 
 def test_a_stale_failure_does_not_move_a_target_that_already_moved(client):
-    client._set_leader("c:3")
-    client._after_failure("a:1", details(U), attempt=0)
+    client._transport.set_leader("c:3")
+    client._transport.after_failure("a:1", details(U), attempt=0)
     assert client.leader == "c:3"

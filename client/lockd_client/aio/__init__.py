@@ -23,9 +23,8 @@ Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib l
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from .._client import ClientState
+from .._async import (Election, LockdClient, Lock, MultiLock, Observation, RWLock, Session,
+                      Watch, connect)
 from .._errors import (
     AlreadyHeldError,
     ClusterUnavailableError,
@@ -41,15 +40,10 @@ from .._errors import (
     RevisionCompactedError,
     SessionExpiredError,
 )
+from .._keepalive import SessionState
+from .._state import ClientState
 from .._streams import Leader, WatchEvent
 from .._tls import TLSConfig
-from .._keepalive import SessionState
-from ._client import LockdClient
-from ._lock import Lock, RWLock
-from ._multilock import MultiLock
-from ._election import Election
-from ._watch import Observation, Watch
-from ._session import Session
 
 __all__ = [
     "connect",
@@ -81,16 +75,3 @@ __all__ = [
     "TLSConfig",
 ]
 
-
-def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0,
-            tls: TLSConfig | bool | None = None) -> LockdClient:
-    """An asyncio client of a lockd cluster (lazy: nothing is dialled until the first call).
-
-    `endpoints` is "host:port,host:port" or a list of "host:port"; None reads the environment
-    variable LOCKD_ENDPOINTS (ValueError if neither is set). `timeout` (seconds) bounds every
-    call that does not wait for a lock, retries included. `tls`: a `TLSConfig(ca=, cert=, key=)`
-    (mTLS when cert and key are given), True (TLS with the system roots), False (plain text),
-    or None: TLS iff LOCKD_TLS_CA / LOCKD_TLS_CERT / LOCKD_TLS_KEY are set. Use `async with` or `await close()`;
-    the client belongs to the event loop it is first used in.
-    """
-    return LockdClient(endpoints, timeout=timeout, tls=tls)

@@ -1,85 +1,88 @@
-"""Session (state, listeners, `done`, lock factories) and the per-client keepalive driver thread.
+"""Session (state, listeners, `done`, lock factories) and the per-client keepalive driver.
 
 The timing rules live in the pure `_keepalive.KeepaliveSchedule`; this module only feeds it the
 clock, the stream's acks and failures, and announces the transitions it returns.
 
-Threads. Each LockdClient has ONE keepalive driver thread (not one per session or lock). It
-keeps one bidirectional KeepAlive stream to the leader and wakes at the schedule's next
-deadline (at least every 100 ms), so LOST fires on time even while the stream is down.
-gRPC's sync API cannot wait for a stream message with a timeout, so a tiny pump thread per
-open stream only moves responses into the driver's queue; all decisions stay on the driver.
-State can also be advanced by any thread that reads `Session.state` or `Lock.locked()`:
-the lease is checked against the clock at every read, never only when the driver wakes.
+Each LockdClient has ONE keepalive driver (a task of the event loop for asyncio, a thread for
+the sync client), not one per session or lock. It keeps one bidirectional KeepAlive stream to
+the leader (`Transport.keepalive_stream`, whose reader moves responses into the driver's
+inbox) and wakes at the schedule's next deadline (at least every 100 ms), so LOST fires at
+`send time of the last acknowledged keepalive + ttl` even while the stream is down. State is
+also advanced whenever `Session.state` or `Lock.locked()` is read: the lease is checked
+against the clock at every read, never only when the driver wakes.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-import grpc
+from .. import _requests as rq
+from .._errors import LockdError, SessionExpiredError, error_details
+from .._keepalive import KeepaliveSchedule, SessionState, Transition
+from ._primitives import (Event, Inbox, Mutex, call_listener, join_worker, start_worker,
+                          stop_workers, worker_done)
+from ._election import Election
+from ._lock import Lock, RWLock
+from ._multilock import MultiLock
+from ._transport import KeepaliveStream, Transport
 
-from . import _requests as rq
-from ._errors import LockdError, SessionExpiredError, error_details
-from ._keepalive import KeepaliveSchedule, SessionState, Transition
-
-if TYPE_CHECKING:
-    from ._client import LockdClient
-    from ._election import Election
-    from ._lock import Lock, RWLock
-    from ._multilock import MultiLock
-
-__all__ = ["Session", "SessionState", "KeepaliveDriver"]
+__all__ = ["Session", "SessionState", "KeepaliveDriver", "close_session_rpc"]
 
 log = logging.getLogger("lockd.client")
 
-_MAX_IDLE_WAIT = 0.1       # the driver wakes at least this often
-_STOP_JOIN_TIMEOUT = 2.0
+_MAX_IDLE_WAIT = 0.1       # the driver wakes at least this often while sessions live
 
 Listener = Callable[[SessionState], Any]
+
+
+async def close_session_rpc(transport: Transport, session_id: str, *,
+                            timeout: float) -> list[str]:
+    """CloseSession with one request_id across retries; an unknown session counts as closed."""
+    req = rq.close_session_request(session_id)
+    try:
+        resp = await transport.unary("Lock", "CloseSession", req, timeout=timeout)
+    except SessionExpiredError:
+        return []
+    return list(resp.released)
 
 
 class KeepaliveDriver:
     """Drives one client's KeepaliveSchedule: sends keepalives, reads acks, reconnects.
 
-    `_mu` (an RLock) guards the schedule and serialises the announcement of transitions, so
-    listeners see each session's states in order. Listeners run with `_mu` held: they must not
-    block (documented on `Session.add_listener`).
+    `_mu` guards the schedule and serialises the announcement of transitions, so listeners
+    see each session's states in order (threads; one event loop needs no lock). Listeners run
+    with it held: they must not block (documented on `Session.add_listener`).
     """
 
-    def __init__(self, client: "LockdClient") -> None:
-        self._client = client
-        self._clock = client._clock
-        self._mu = threading.RLock()
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._clock = transport.clock
+        self._mu = Mutex()
         self._schedule = KeepaliveSchedule()
         self._sessions: dict[str, Session] = {}
-        self._inbox: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._inbox = Inbox()
+        self._worker: Any = None
         self._stopping = False
-        # Stream state: touched by the driver thread only.
+        # Stream state: touched by the driver only.
         self._gen = 0
-        self._call: Any = None
-        self._requests: queue.Queue | None = None
+        self._stream: KeepaliveStream | None = None
         self._stream_addr = ""
         self._reconnect_at = 0.0
         self._reconnect_attempt = 0
-        self._pumps: list[threading.Thread] = []
+        self._readers: list[Any] = []
 
-    # ------------------------------------------------------------------ any thread
+    # ------------------------------------------------------------------ any caller
 
     def register(self, session: "Session", *, opened_at: float) -> None:
-        """Start tracking a freshly opened session; starts the driver thread on first use."""
+        """Start tracking a freshly opened session; starts the driver on first use."""
         with self._mu:
             if self._stopping:
                 raise RuntimeError("Cannot use a LockdClient after it was closed.")
             self._schedule.add(session.id, session._ttl, opened_at)
             self._sessions[session.id] = session
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="lockd-keepalive", daemon=True)
-                self._thread.start()
+            if self._worker is None:
+                self._worker = start_worker(self._run, name="lockd-keepalive")
             self._dispatch(self._schedule.tick(self._clock.monotonic()))
         self._inbox.put(("wake",))
 
@@ -120,16 +123,16 @@ class KeepaliveDriver:
             self._sessions.pop(session_id, None)
         self._inbox.put(("wake",))
 
-    def stop(self) -> None:
-        """Stop the driver thread and the stream (client close)."""
+    async def stop(self) -> None:
+        """Stop the driver and the stream (client close)."""
         with self._mu:
             self._stopping = True
-            thread = self._thread
+            worker = self._worker
         self._inbox.put(("stop",))
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(_STOP_JOIN_TIMEOUT)
-        for p in self._pumps:
-            p.join(0.5)
+        if worker is not None:
+            await join_worker(worker)
+        self._drop_stream()
+        await stop_workers(self._readers)
 
     def _dispatch(self, transitions: list[Transition]) -> None:
         # Called with _mu held.
@@ -142,18 +145,18 @@ class KeepaliveDriver:
             if s is not None:
                 s._on_transition(t)
 
-    # ------------------------------------------------------------------ driver thread
+    # ------------------------------------------------------------------ the driver
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         try:
-            self._loop()
+            await self._loop()
         except Exception:  # never let a bug kill keepalives silently
             log.exception("keepalive_driver_crashed")
             raise
         finally:
             self._drop_stream()
 
-    def _loop(self) -> None:
+    async def _loop(self) -> None:
         while True:
             now = self._clock.monotonic()
             with self._mu:
@@ -163,46 +166,40 @@ class KeepaliveDriver:
                 renewing = bool(self._schedule.renewing_ids())
                 stale = self._schedule.stale(now)
             if not renewing:
-                if self._call is not None:
+                if self._stream is not None:
                     self._drop_stream()
             else:
-                if self._call is not None and stale:
+                if self._stream is not None and stale:
                     log.info("keepalive_stream_stale peer=%s", self._stream_addr)
-                    self._client._rotate(self._stream_addr)
+                    self._transport.rotate(self._stream_addr)
                     self._drop_stream()
                     self._reconnect_at = now
-                if self._call is None and now >= self._reconnect_at:
+                if self._stream is None and now >= self._reconnect_at:
                     self._open_stream()
-                if self._call is not None:
+                if self._stream is not None:
                     self._send_if_due(now)
             with self._mu:
-                nd = self._schedule.next_deadline(sending=self._call is not None)
+                nd = self._schedule.next_deadline(sending=self._stream is not None)
             wait: float | None = _MAX_IDLE_WAIT
             if nd is None and not renewing:
                 wait = None  # no live session: sleep until register() or stop() wakes us
             elif nd is not None:
                 wait = min(_MAX_IDLE_WAIT, nd - now)
-            if renewing and self._call is None:
+            if renewing and self._stream is None:
                 wait = min(_MAX_IDLE_WAIT if wait is None else wait, self._reconnect_at - now)
-            try:
-                item = self._inbox.get(timeout=None if wait is None else max(0.0, wait))
-            except queue.Empty:
-                continue
-            while True:
+            item = await self._inbox.get(None if wait is None else max(0.0, wait))
+            while item is not None:
                 if self._handle(item):
                     return
-                try:
-                    item = self._inbox.get_nowait()
-                except queue.Empty:
-                    break
+                item = self._inbox.get_nowait()
 
     def _send_if_due(self, now: float) -> None:
         with self._mu:
             if not self._schedule.due(now):
                 return
             seq, ids = self._schedule.on_send(now)
-        if ids and self._requests is not None:
-            self._requests.put(rq.keepalive_request(seq, ids))
+        if ids and self._stream is not None:
+            self._stream.send(rq.keepalive_request(seq, ids))
 
     def _handle(self, item: tuple) -> bool:
         """Process one inbox item; True means stop."""
@@ -223,8 +220,9 @@ class KeepaliveDriver:
             return False
         # "error" or "end": the stream is over.
         addr = self._stream_addr
-        self._call = None
-        self._close_requests()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.end_requests()
         with self._mu:
             self._schedule.reset_stream()
         d = error_details(item[2]) if kind == "error" else None
@@ -233,65 +231,33 @@ class KeepaliveDriver:
                       d.code and d.code.name, d.reason)
         else:
             log.debug("keepalive_stream_ended peer=%s", addr)
-        client = self._client
-        delay = rq.reconnect_delay(client._router, addr, d, self._reconnect_attempt,
-                                   client._backoff, client._random())
+        delay = self._transport.reconnect_delay(addr, d, self._reconnect_attempt)
         self._reconnect_attempt += 1
         self._reconnect_at = now + delay
         return False
 
     def _open_stream(self) -> None:
-        addr = self._client._pick()
+        self._gen += 1
+        gen = self._gen
+        inbox = self._inbox
         try:
-            stub = self._client._lock_stub(addr)
+            stream = self._transport.keepalive_stream(
+                lambda kind, payload: inbox.put((kind, gen, payload)))
         except RuntimeError:  # client closing
             self._reconnect_at = self._clock.monotonic() + _MAX_IDLE_WAIT
             return
-        requests: queue.Queue = queue.Queue()
-
-        def request_iter():
-            while True:
-                r = requests.get()
-                if r is None:
-                    return
-                yield r
-
-        self._gen += 1
-        gen = self._gen
-        call = stub.KeepAlive(request_iter())
-        self._call, self._requests, self._stream_addr = call, requests, addr
+        self._stream, self._stream_addr = stream, stream.addr
         with self._mu:
             self._schedule.reset_stream()  # and send at once on the new stream
-        pump = threading.Thread(target=self._pump, args=(call, gen),
-                                name="lockd-keepalive-pump", daemon=True)
-        self._pumps = [p for p in self._pumps if p.is_alive()]
-        self._pumps.append(pump)
-        pump.start()
-        log.debug("keepalive_stream_opened peer=%s", addr)
-
-    def _pump(self, call: Any, gen: int) -> None:
-        try:
-            for resp in call:
-                self._inbox.put(("ack", gen, resp))
-        except grpc.RpcError as e:
-            self._inbox.put(("error", gen, e))
-        except Exception as e:  # e.g. channel closed under us during client close
-            log.debug("keepalive_pump_failed error=%r", e)
-            self._inbox.put(("end", gen, None))
-        else:
-            self._inbox.put(("end", gen, None))
-
-    def _close_requests(self) -> None:
-        if self._requests is not None:
-            self._requests.put(None)  # ends gRPC's request-consuming thread
-            self._requests = None
+        self._readers = [r for r in self._readers if not worker_done(r)]
+        self._readers.append(stream.reader)
+        log.debug("keepalive_stream_opened peer=%s", stream.addr)
 
     def _drop_stream(self) -> None:
-        call, self._call = self._call, None
+        stream, self._stream = self._stream, None
         self._gen += 1
-        self._close_requests()
-        if call is not None:
-            call.cancel()
+        if stream is not None:
+            stream.cancel()
         with self._mu:
             self._schedule.reset_stream()
 
@@ -299,8 +265,9 @@ class KeepaliveDriver:
 class Session:
     """A lockd session: the lifetime of this client's locks. Create with `LockdClient.session()`.
 
-    Kept alive by the client's keepalive thread. Context manager: leaving the block calls
-    `close()`, which releases the session's locks at once. Thread-safe.
+    Kept alive by the client's keepalive worker. `with` (`async with`): leaving the block
+    closes the session, which releases its locks at once. Sync: thread-safe; asyncio: use on
+    the client's event loop.
 
     States (`SessionState`): CONNECTED → SUSPENDED (an ack is overdue; locks unsafe) →
     CONNECTED, or → LOST (the local lease ran out: no keepalive sent in the last `ttl` seconds
@@ -311,20 +278,22 @@ class Session:
     can be granted to someone else.
     """
 
-    def __init__(self, client: "LockdClient", driver: KeepaliveDriver, session_id: str,
-                 ttl: float, name: str | None) -> None:
-        self._client = client
+    def __init__(self, transport: Transport, driver: KeepaliveDriver, session_id: str,
+                 ttl: float, name: str | None, *,
+                 forget: Callable[[str], Any] = lambda session_id: None) -> None:
+        self._transport = transport
         self._driver = driver
+        self._forget = forget
         self._id = session_id
         self._ttl = ttl
         self.name = name
-        self.done = threading.Event()
+        self.done = Event()
         """Set when the session ends: LOST, EXPIRED or CLOSED (like etcd's `Session.Done()`)."""
-        self._mu = threading.Lock()
+        self._mu = Mutex()
         self._state = SessionState.CONNECTED
         self._listeners: list[Listener] = []
         self._held: dict[int, "Lock"] = {}
-        self._wakers: set[threading.Event] = set()
+        self._wakers: set[Event] = set()
         self._closed = False
         self._orphaned = False
 
@@ -362,7 +331,7 @@ class Session:
         end = self._driver.lease_end(self._id)
         if end is None or self.state.terminal:
             return 0.0
-        return end - self._client._clock.monotonic()
+        return end - self._transport.clock.monotonic()
 
     def __repr__(self) -> str:
         return f"<Session {self._short_id}… state={self._state.name}>"
@@ -372,9 +341,10 @@ class Session:
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(new_state)` on every state change.
 
-        Runs on the keepalive thread (or on whichever thread noticed the change) with the
-        client's keepalive lock held: it must return quickly and must not block or call the
-        cluster. Exceptions are logged and swallowed.
+        Runs in the keepalive worker (or wherever the change was noticed) before anything else
+        of this session's can run: it must return quickly and must not block or call the
+        cluster (sync: the keepalive lock is held). asyncio: an awaitable it returns is run as
+        a background task. Exceptions are logged and swallowed.
         """
         with self._mu:
             self._listeners.append(callback)
@@ -388,7 +358,8 @@ class Session:
                 pass
 
     def _on_transition(self, t: Transition) -> None:
-        # Called by the driver with its lock held: lost events, then done, then listeners.
+        # Called by the driver with its lock held: lost events, then done, then listeners
+        # (guarantee 3: the user hears first).
         with self._mu:
             self._state = t.new
             held = list(self._held.values()) if t.new.terminal else []
@@ -402,7 +373,7 @@ class Session:
                 w.set()
         for cb in listeners:
             try:
-                cb(t.new)
+                call_listener(cb, t.new, self._transport.background)
             except Exception:
                 log.exception("session_listener_failed session_id=%s", self._short_id)
 
@@ -419,8 +390,6 @@ class Session:
         (docs/reentrancy.md). `lock_delay` (seconds, 0..60): if this session expires while
         holding the lock, nobody gets it for that long (docs/lock-delay.md).
         """
-        from ._lock import Lock
-
         self._check_usable()
         return Lock(self, name, timeout=timeout, value=value, shared=shared,
                     reentrant=reentrant, owner=owner, lock_delay=lock_delay)
@@ -428,8 +397,6 @@ class Session:
     def rwlock(self, name: str, *, timeout: float | None = None,
                value: bytes | str = b"") -> "RWLock":
         """A readers-writer lock: `.read()` gives SHARED handles, `.write()` EXCLUSIVE ones."""
-        from ._lock import RWLock
-
         self._check_usable()
         return RWLock(self, name, timeout=timeout, value=value)
 
@@ -442,8 +409,6 @@ class Session:
         when it heads all of them; `tokens` maps each name to its fencing token
         (docs/multi-lock.md). Release gives every lock back.
         """
-        from ._multilock import MultiLock
-
         self._check_usable()
         return MultiLock(self, names, timeout=timeout, value=value,
                          lock_delay=lock_delay)
@@ -456,8 +421,6 @@ class Session:
         If this session is lost while leading, `election.lost` is set before the cluster can
         elect anyone else (docs/election.md).
         """
-        from ._election import Election
-
         self._check_usable()
         return Election(self, name, value=value, lock_delay=lock_delay)
 
@@ -467,19 +430,17 @@ class Session:
 
         All holders must agree on `permits` (else ModeConflictError).
         """
-        from ._lock import Lock
-
         self._check_usable()
         if permits < 1:
             raise ValueError("permits must be >= 1")
         return Lock(self, name, timeout=timeout, value=value, permits=permits,
                     lock_delay=lock_delay)
 
-    def info(self, *, stale_ok: bool = False, timeout: float | None = None):
+    async def info(self, *, stale_ok: bool = False, timeout: float | None = None):
         """The server's view of this session (`lockd_pb2.SessionInfo`: held and waiting locks)."""
         self._check_usable()
         try:
-            resp = self._client._unary(
+            resp = await self._transport.unary(
                 "Lock", "GetSession", rq.get_session_request(self._id, stale_ok),
                 timeout=timeout)
         except SessionExpiredError:
@@ -490,7 +451,7 @@ class Session:
     def _check_usable(self) -> None:
         if self._closed:
             raise RuntimeError("Cannot use a Session after it was closed.")
-        self._client._check_open()
+        self._transport.check_open()
 
     def _check_alive(self) -> None:
         """Raise SessionExpiredError if the session has ended (LOST/EXPIRED)."""
@@ -514,13 +475,13 @@ class Session:
         with self._mu:
             self._held.pop(id(lock), None)
 
-    def _add_waker(self, ev: threading.Event) -> None:
+    def _add_waker(self, ev: Event) -> None:
         with self._mu:
             self._wakers.add(ev)
             if self._state.terminal:
                 ev.set()
 
-    def _remove_waker(self, ev: threading.Event) -> None:
+    def _remove_waker(self, ev: Event) -> None:
         with self._mu:
             self._wakers.discard(ev)
 
@@ -536,17 +497,18 @@ class Session:
         self._orphaned = True
         self._driver.orphan(self._id)
 
-    def close(self) -> list[str]:
+    async def close(self) -> list[str]:
         """End the session: CloseSession releases all its locks at once. Idempotent.
 
         Returns the names the server released. Locally, held locks get `lost` set and the state
         becomes CLOSED even when the RPC fails (the error is then raised; the server expires the
         session after its TTL). A session already LOST gets one best-effort close; an EXPIRED
-        one none.
+        one none. asyncio: if the caller is cancelled, the CloseSession still runs to its end
+        in the background.
         """
-        return self._close(deadline=None)
+        return await self._close(deadline=None)
 
-    def _close(self, *, deadline: float | None) -> list[str]:
+    async def _close(self, *, deadline: float | None) -> list[str]:
         with self._mu:
             if self._closed:
                 return []
@@ -555,12 +517,14 @@ class Session:
         error: LockdError | None = None
         try:
             st = self._driver.state_of(self._id)
-            clock = self._client._clock
+            transport = self._transport
             budget = rq.close_budget(
-                st, self._client.timeout if deadline is None else deadline - clock.monotonic())
+                st, transport.timeout if deadline is None
+                else deadline - transport.clock.monotonic())
             if budget is not None:
                 try:
-                    released = self._client._close_session_rpc(self._id, timeout=budget)
+                    released = await transport.complete(
+                        close_session_rpc(transport, self._id, timeout=budget))
                 except LockdError as e:
                     if st is None or not st.terminal:
                         error = e
@@ -569,7 +533,7 @@ class Session:
                                   self._short_id, e)
         finally:
             self._driver.unregister(self._id)
-            self._client._forget_session(self._id)
+            self._forget(self._id)
             with self._mu:
                 self._held.clear()
             log.info("session_closed session_id=%s", self._short_id)
@@ -577,13 +541,13 @@ class Session:
             raise error
         return released
 
-    def __enter__(self) -> "Session":
+    async def __aenter__(self) -> "Session":
         self._check_usable()
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(self, exc_type, exc, tb) -> None:
         try:
-            self.close()
+            await self.close()
         except LockdError:
             if exc_type is None:
                 raise
