@@ -57,7 +57,7 @@ def _file_errors():
 
 
 def _hostport(value: str, flag: str) -> str:
-    from lockd.cli_members import _hostport as check
+    from lockd.cli.members import _hostport as check
 
     return check(value, flag)
 
@@ -88,7 +88,7 @@ def _download(g: Any, client: Any, deadline_s: float) -> bytes:
             time.sleep(0.5 * (attempt + 1))
             continue
         # The client routes unary calls itself; this one stream goes to the leader it named.
-        stub = client._cluster_stub(leader)
+        stub = client._transport.stub("Cluster", leader)
         parts: list[bytes] = []
         total = 0
         try:
