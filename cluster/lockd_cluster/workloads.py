@@ -69,8 +69,9 @@ class _Worker:
         if amap:
             # Loopback client partitions: dial every node (also one named by a NOT_LEADER
             # redirect) through this client's ClientLink, so blocking the link cuts it off.
-            dial = self.client._channel
-            self.client._channel = lambda addr, _d=dial, _m=amap: _d(_m.get(addr, addr))
+            transport = self.client._transport
+            dial = transport.channel
+            transport.channel = lambda addr, _d=dial, _m=amap: _d(_m.get(addr, addr))
         self.session = None
         self.session_no = 0
         self.session_name = ""
