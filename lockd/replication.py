@@ -940,15 +940,15 @@ class ReplicatedNode:
         with self.state_lock:
             return fn(self._consumer.fsm)
 
-    def snapshot_point(self) -> tuple[dict, int, int, list[str]]:
-        """(the FSM's snapshot dict, the index it reflects, the term, the member ids), copied
-        under the state lock. Any thread; applies wait while it copies. For a linearizable
-        point, await a barrier first (lockd/snapshot.py)."""
+    def frozen_state(self, fn):
+        """Return fn(fsm, index, term, member ids) called under the state lock: `index` is the
+        last one the FSM reflects. Any thread; applies wait until fn returns, so fn must be
+        quick (lockd/snapshot.py forks a child that copies). For a linearizable point, await
+        a barrier first."""
         with self.state_lock:
-            d = self._consumer.fsm.to_snapshot()
             so = self._syncobj
             index = max(self._fsm_index, so.raftLastApplied if so is not None else 0)
-        return d, index, self.term(), self.member_ids()
+            return fn(self._consumer.fsm, index, self.term(), self.member_ids())
 
     def is_ready(self) -> bool:
         so = self._syncobj

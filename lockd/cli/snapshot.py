@@ -148,6 +148,9 @@ def snapshot_save(ctx: click.Context, file: str, deadline: float, as_json: bool,
     """
     from lockd.snapshot import SnapshotError, decode
 
+    directory = os.path.dirname(os.path.abspath(file))
+    if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+        raise click.BadParameter(f"{directory} is not a writable directory", param_hint="'FILE'")
     g = _globals(ctx, endpoints)
     with _client_errors(g), _connect(g) as client:
         data = _download(g, client, deadline)
