@@ -17,13 +17,12 @@ from .config import MAX_WAIT_MS
 from .errors import invalid
 from .fsm import EV_ACQUIRED, EV_VALUE_CHANGED
 from .interceptors import rpc_handler
-from .limits import exceeded
 from .service import (
-    MAX_VALUE_BYTES,
     LockService,
     validate_name,
     validate_request_id,
     validate_session_id,
+    validate_value,
 )
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
@@ -51,11 +50,7 @@ class ElectionService(pbg.ElectionServicer):
 
     def _check_value(self, value: bytes) -> None:
         """The value size limit, answered exactly as Acquire answers it (field "value")."""
-        limit = min(MAX_VALUE_BYTES, self.node.config.limits.value_bytes)
-        if len(value) > limit:
-            err = exceeded("value_bytes", limit, f"value is longer than {limit} bytes")
-            err.metadata["field"] = "value"
-            raise err
+        validate_value(value, self.node.config.limits)
 
     def _leader_now(self, name: str) -> pb.LeaderInfo | None:
         return self.node.raft.read(lambda f: _leader_of(f.lock_view(name), name, f.revision))

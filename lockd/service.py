@@ -19,7 +19,7 @@ import structlog
 
 from . import commands as C
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
-from .errors import ErrorCode, LockdAbort, invalid, to_status
+from .errors import ErrorCode, LockdAbort, as_code, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .limits import TokenBucket, exceeded
@@ -79,6 +79,15 @@ def _too_big(limit: str, max_bytes: int, field: str) -> LockdAbort:
     return err
 
 
+def validate_value(value: bytes, limits) -> bytes:
+    """A holder's or candidate's value: over the size limit is RESOURCE_EXHAUSTED /
+    LIMIT_EXCEEDED naming the field "value" (DESIGN §8), in every RPC that takes one."""
+    limit = min(MAX_VALUE_BYTES, limits.value_bytes)
+    if len(value) > limit:
+        raise _too_big("value_bytes", limit, "value")
+    return value
+
+
 def validate_prefix(prefix: str) -> str:
     if len(prefix.encode("utf-8")) > MAX_NAME_BYTES:
         raise invalid("prefix", f"longer than {MAX_NAME_BYTES} bytes")
@@ -107,20 +116,8 @@ class LockService(pbg.LockServicer):
     def _check(self, r: C.Result) -> dict:
         if r.code is None:
             return r.value or {}
-        code = ErrorCode[r.code] if r.code in ErrorCode.__members__ else ErrorCode.INTERNAL
-        msg = {
-            ErrorCode.SESSION_NOT_FOUND: "session not found (expired or closed)",
-            ErrorCode.NOT_HOLDER: "not the holder of this lock with this token",
-            ErrorCode.ALREADY_HELD: "this session already holds the lock",
-            ErrorCode.ALREADY_WAITING: "this session already waits for the lock",
-            ErrorCode.MODE_CONFLICT: "conflicting mode or permits with the lock's holders/waiters",
-            ErrorCode.LIMIT_EXCEEDED: "limit exceeded",
-            ErrorCode.UNAVAILABLE: "cluster unavailable; retry with the same request_id",
-            ErrorCode.OVERLOADED: "leader overloaded; retry later",
-            ErrorCode.WAIT_TIMEOUT: "wait timed out",
-            ErrorCode.CANCELLED: "wait cancelled",
-            ErrorCode.DEADLOCK: "waiting would close a cycle in the wait-for graph",
-        }.get(code, code.name.lower())
+        code = as_code(r.code)
+        msg = message(code)
         meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error", "lock")}
         if "cycle" in (r.value or {}):
             # [[session label, lock], ...]: labels are client names + short ids, never full ids
@@ -177,14 +174,12 @@ class LockService(pbg.LockServicer):
             raise exceeded("sessions_per_identity", limits.sessions_per_identity,
                            f"open sessions of identity {identity!r}")
 
-    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool, value_len: int) -> None:
-        """Name and value sizes, locks and waits per session, waiters per lock."""
+    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool) -> None:
+        """Name sizes, locks and waits per session, waiters per lock."""
         limits = self.node.config.limits
         for name in names:
             if len(name.encode("utf-8")) > limits.name_bytes:
                 raise _too_big("name_bytes", limits.name_bytes, "name")
-        if value_len > limits.value_bytes:
-            raise _too_big("value_bytes", limits.value_bytes, "value")
 
         def state(f):
             s = f.sessions.get(sid)
@@ -245,7 +240,7 @@ class LockService(pbg.LockServicer):
         if self.node.mtls and self._foreign_sessions([sid], identity_of(context)):
             return pb.CloseSessionResponse()   # as for an unknown session: ids cannot be probed
         r = await self._propose(C.CloseSession(sid))
-        if r.code == "SESSION_NOT_FOUND":      # closing is idempotent
+        if r.code is ErrorCode.SESSION_NOT_FOUND:      # closing is idempotent
             return pb.CloseSessionResponse()
         v = self._check(r)
         log.info("session_closed", session_id=short_id(sid), released=len(v["released"]))
@@ -319,8 +314,7 @@ class LockService(pbg.LockServicer):
         mode, permits = self._mode_permits(request.mode, request.permits)
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        if len(request.value) > MAX_VALUE_BYTES:
-            raise _too_big("value_bytes", MAX_VALUE_BYTES, "value")
+        validate_value(request.value, self.node.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         if request.reentrant and not request.owner:
@@ -332,7 +326,7 @@ class LockService(pbg.LockServicer):
         node = self.node
         node.require_ready()
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [name], wait, len(request.value))
+        self._check_acquire_limits(sid, [name], wait)
         fut = node.waiters.register(sid, name, rid) if wait else None
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
@@ -349,7 +343,7 @@ class LockService(pbg.LockServicer):
                 kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
             except asyncio.TimeoutError:
                 r = await self._propose(C.CancelWait(sid, name, rid, "timeout"))
-                if r.code == "WAIT_TIMEOUT":
+                if r.code == ErrorCode.WAIT_TIMEOUT:
                     raise self._timed_out(name)
                 v = self._check(r)
                 return self._granted(name, v["token"], v.get("count", 1))
@@ -390,15 +384,14 @@ class LockService(pbg.LockServicer):
             items.append((name, mode, permits, bytes(request.value)))
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        if len(request.value) > MAX_VALUE_BYTES:
-            raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+        validate_value(request.value, self.node.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         node = self.node
         node.require_ready()
         first = items[0][0]
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [it[0] for it in items], wait, len(request.value))
+        self._check_acquire_limits(sid, [it[0] for it in items], wait)
         fut = node.waiters.register(sid, first, rid) if wait else None
         loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
         try:
@@ -413,7 +406,7 @@ class LockService(pbg.LockServicer):
                 kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
             except asyncio.TimeoutError:
                 r = await self._propose(C.CancelWait(sid, first, rid, "timeout"))
-                if r.code == "WAIT_TIMEOUT":
+                if r.code == ErrorCode.WAIT_TIMEOUT:
                     raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out") from None
                 return self._granted_many(self._check(r))
             if kind == GRANTED:
@@ -502,7 +495,7 @@ class LockService(pbg.LockServicer):
     async def _withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
         """Remove the Acquire's waiter, or release the grant it got; OK if nothing is left."""
         r = await self._propose(C.CancelWait(sid, name, acquire_rid, "cancelled"))
-        if r.code in ("CANCELLED", "WAIT_TIMEOUT", "NOT_HOLDER"):
+        if r.code in (ErrorCode.CANCELLED, ErrorCode.WAIT_TIMEOUT, ErrorCode.NOT_HOLDER):
             return
         v = self._check(r)
         if v.get("granted"):
@@ -513,7 +506,7 @@ class LockService(pbg.LockServicer):
         grants = v["tokens"] if "tokens" in v else [[name, v["token"]]]
         for i, (lock, token) in enumerate(grants):
             r2 = await self._propose(C.Release(sid, lock, token, rid if i == 0 else f"{rid}.{i}"))
-            if r2.code not in (None, "NOT_HOLDER"):
+            if r2.code not in (None, ErrorCode.NOT_HOLDER):
                 self._check(r2)
 
     @rpc_handler
