@@ -18,6 +18,7 @@ import grpc
 import structlog
 
 from . import commands as C
+from .api.lock_ops import acquire_and_wait
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
 from .errors import ErrorCode, LockdAbort, as_code, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
@@ -28,7 +29,6 @@ from .sessions import RENEW_NOT_FOUND, RENEW_OK
 from .tls import identity_of, peer_channel
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
-from .waiters import ENDED, GRANTED, NOT_LEADER
 from .watch import event_pb, follow
 
 if TYPE_CHECKING:
@@ -109,6 +109,23 @@ class LockService(pbg.LockServicer):
         self.node = node
 
     # ------------------------------------------------------------ helpers
+
+    # What lockd/api/lock_ops.py uses: propose, check, waiters, not_leader_error, abandon.
+    @property
+    def waiters(self):
+        return self.node.waiters
+
+    def not_leader_error(self) -> LockdAbort:
+        return self.node.not_leader_error()
+
+    def propose(self, cmd):
+        return self._propose(cmd)
+
+    def check(self, r: C.Result) -> dict:
+        return self._check(r)
+
+    def abandon(self, sid: str, name: str, rid: str):
+        return self._abandon(sid, name, rid)
 
     async def _propose(self, cmd) -> C.Result:
         return await self.node.raft.propose_aio(cmd)
@@ -327,42 +344,16 @@ class LockService(pbg.LockServicer):
         node.require_ready()
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [name], wait)
-        fut = node.waiters.register(sid, name, rid) if wait else None
-        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
-        try:
-            v = self._check(await self._propose(C.Acquire(
-                sid, name, rid, mode, permits, wait, bytes(request.value), request.reentrant,
-                request.owner, request.lock_delay_ms)))
-            if v.get("granted"):
-                return self._granted(name, v["token"], v.get("count", 1))
-            if not v.get("queued"):
-                return pb.AcquireResponse(granted=False, lock=self._lock_info(
-                    node.raft.read(lambda f: f.lock_view(name)), name))
-            remaining = loop_deadline - asyncio.get_running_loop().time()
-            try:
-                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
-            except asyncio.TimeoutError:
-                r = await self._propose(C.CancelWait(sid, name, rid, "timeout"))
-                if r.code == ErrorCode.WAIT_TIMEOUT:
-                    raise self._timed_out(name)
-                v = self._check(r)
-                return self._granted(name, v["token"], v.get("count", 1))
-            if kind == GRANTED:
-                return self._granted(name, arg)
-            if kind == ENDED:
-                if arg in ("closed", "expired"):
-                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
-                if arg == "timeout":
-                    raise self._timed_out(name)
-                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
-            raise node.not_leader_error()
-        except asyncio.CancelledError:
-            if wait:
-                asyncio.get_running_loop().create_task(self._abandon(sid, name, rid))
-            raise
-        finally:
-            if fut is not None:
-                node.waiters.unregister(sid, name, rid, fut)
+        cmd = C.Acquire(sid, name, rid, mode, permits, wait, bytes(request.value),
+                        request.reentrant, request.owner, request.lock_delay_ms)
+        out = await acquire_and_wait(self, cmd, sid, name, rid, request.wait_ms,
+                                     lambda: self._timed_out(name))
+        if not out.granted:
+            return pb.AcquireResponse(granted=False, lock=self._lock_info(
+                node.raft.read(lambda f: f.lock_view(name)), name))
+        if out.value is not None:
+            return self._granted(name, out.value["token"], out.value.get("count", 1))
+        return self._granted(name, out.token)
 
     @rpc_handler
     async def AcquireMany(self, request, context):
@@ -392,44 +383,21 @@ class LockService(pbg.LockServicer):
         first = items[0][0]
         wait = request.wait_ms > 0
         self._check_acquire_limits(sid, [it[0] for it in items], wait)
-        fut = node.waiters.register(sid, first, rid) if wait else None
-        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
-        try:
-            v = self._check(await self._propose(C.AcquireMany(
-                sid, rid, tuple(items), wait, request.lock_delay_ms)))
-            if v.get("granted"):
-                return self._granted_many(v)
-            if not v.get("queued"):
-                return pb.AcquireManyResponse(granted=False)
-            remaining = loop_deadline - asyncio.get_running_loop().time()
-            try:
-                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
-            except asyncio.TimeoutError:
-                r = await self._propose(C.CancelWait(sid, first, rid, "timeout"))
-                if r.code == ErrorCode.WAIT_TIMEOUT:
-                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out") from None
-                return self._granted_many(self._check(r))
-            if kind == GRANTED:
-                res = node.raft.read(lambda f: f.result_of(sid, rid))
-                if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
-                    # evicted or the session ended since: ask the log (reports the grant)
-                    res = [None, self._check(await self._propose(
-                        C.CancelWait(sid, first, rid, "cancelled")))]
-                return self._granted_many(res[1])
-            if kind == ENDED:
-                if arg in ("closed", "expired"):
-                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
-                if arg == "timeout":
-                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
-                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
-            raise node.not_leader_error()
-        except asyncio.CancelledError:
-            if wait:
-                asyncio.get_running_loop().create_task(self._abandon(sid, first, rid))
-            raise
-        finally:
-            if fut is not None:
-                node.waiters.unregister(sid, first, rid, fut)
+        cmd = C.AcquireMany(sid, rid, tuple(items), wait, request.lock_delay_ms)
+        out = await acquire_and_wait(
+            self, cmd, sid, first, rid, request.wait_ms,
+            lambda: LockdAbort(ErrorCode.WAIT_TIMEOUT, message(ErrorCode.WAIT_TIMEOUT)))
+        if not out.granted:
+            return pb.AcquireManyResponse(granted=False)
+        if out.value is not None:
+            return self._granted_many(out.value)
+        # Granted while parked: every lock was granted in one apply; the FSM recorded them all.
+        res = node.raft.read(lambda f: f.result_of(sid, rid))
+        if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
+            # evicted or the session ended since: ask the log (reports the grant)
+            res = [None, self._check(await self._propose(
+                C.CancelWait(sid, first, rid, "cancelled")))]
+        return self._granted_many(res[1])
 
     @staticmethod
     def _mode_permits(mode_value: int, permits_value: int, prefix: str = "") -> tuple[int, int]:
