@@ -86,7 +86,7 @@ class AdminService(pbg.AdminServicer):
         now_ms = self.node.wall.wall_ms()
         r = await self.locks._propose(C.KillSession(sid, now_ms))
         self.node.note_lock_delays(r, now_ms)
-        if r.code == "SESSION_NOT_FOUND":
+        if r.code == ErrorCode.SESSION_NOT_FOUND:
             raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"no session starts with {given!r}")
         v = self.locks._check(r)
         self.node.tracker.remove(sid)

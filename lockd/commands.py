@@ -347,7 +347,8 @@ class EpochBegan:
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """Outcome of one command: `code` None means success; `value` is a small dict."""
+    """Outcome of one command: `code` None means success, else a `lockd.codes.ErrorCode`
+    (the adapter's failures are plain names, which compare equal); `value` is a small dict."""
 
     code: str | None = None
     value: dict | None = None

@@ -4,8 +4,9 @@ An election NAME is the exclusive lock NAME (docs/election.md): Campaign is a bl
 exclusive Acquire carrying the candidate's value, the leader is the lock's holder, the
 leadership term is the grant's fencing token, Proclaim is the replicated `Proclaim` command
 (only the holder's session with its token), Resign is Release, and Observe follows the FSM's
-retained event window (lockd/watch.py). Validation and error mapping are the Lock service's,
-so a bad field is INVALID_ARGUMENT naming it, exactly as for locks.
+retained event window (lockd/watch.py). Validation, the wait (lockd/api/lock_ops.py) and error
+mapping are the Lock service's, so a bad field is INVALID_ARGUMENT naming it, exactly as for
+locks.
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import TYPE_CHECKING
 from . import commands as C
 from .config import MAX_WAIT_MS
 from .errors import invalid
-from .fsm import EV_ACQUIRED, EV_VALUE_CHANGED
+from .api.lock_ops import acquire_and_wait
+from .fsm import EV_ACQUIRED, EV_VALUE_CHANGED, MAX_LOCK_DELAY_MS
 from .interceptors import rpc_handler
-from .limits import exceeded
 from .service import (
-    MAX_VALUE_BYTES,
     LockService,
     validate_name,
     validate_request_id,
     validate_session_id,
+    validate_value,
 )
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
@@ -51,34 +52,35 @@ class ElectionService(pbg.ElectionServicer):
 
     def _check_value(self, value: bytes) -> None:
         """The value size limit, answered exactly as Acquire answers it (field "value")."""
-        limit = min(MAX_VALUE_BYTES, self.node.config.limits.value_bytes)
-        if len(value) > limit:
-            err = exceeded("value_bytes", limit, f"value is longer than {limit} bytes")
-            err.metadata["field"] = "value"
-            raise err
+        validate_value(value, self.node.config.limits)
 
     def _leader_now(self, name: str) -> pb.LeaderInfo | None:
         return self.node.raft.read(lambda f: _leader_of(f.lock_view(name), name, f.revision))
 
     @rpc_handler
     async def Campaign(self, request, context):
-        validate_session_id(request.session_id)
-        validate_name(request.name)
-        validate_request_id(request.request_id)
+        sid = validate_session_id(request.session_id)
+        name = validate_name(request.name)
+        rid = validate_request_id(request.request_id)
         self._check_value(request.value)
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        acq = pb.AcquireRequest(
-            session_id=request.session_id, name=request.name, request_id=request.request_id,
-            mode=pb.LOCK_MODE_EXCLUSIVE, wait_ms=request.wait_ms or MAX_WAIT_MS,
-            value=request.value, lock_delay_ms=request.lock_delay_ms)
-        # The Lock handler validates the rest, parks the wait and maps every error.
-        resp = await self.locks.Acquire(acq, context)
-        if resp is None:          # aborted: the status is already set
-            return None
-        leader = self._leader_now(request.name)
-        if leader is None or leader.token != resp.token:
-            leader = pb.LeaderInfo(name=request.name, token=resp.token, value=request.value)
+        if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
+            raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
+        self.node.require_ready()
+        self.locks._check_acquire_limits(sid, [name], True)
+        # A campaign is a blocking exclusive Acquire carrying the candidate's value.
+        cmd = C.Acquire(sid, name, rid, C.EXCLUSIVE, 1, True, bytes(request.value), False, "",
+                        request.lock_delay_ms)
+        out = await acquire_and_wait(self.locks, cmd, sid, name, rid,
+                                     request.wait_ms or MAX_WAIT_MS,
+                                     lambda: self.locks._timed_out(name))
+        if not out.granted:    # a blocking Acquire queues or is granted; never busy
+            raise self.locks._timed_out(name)
+        token = out.value["token"] if out.value is not None else out.token
+        leader = self._leader_now(name)
+        if leader is None or leader.token != token:
+            leader = pb.LeaderInfo(name=name, token=token, value=request.value)
         return pb.CampaignResponse(leader=leader)
 
     @rpc_handler

@@ -3,7 +3,7 @@
 `LockStateMachine.apply(cmd) -> Result` is a deterministic function of the state and the
 command: every replica applying the same log reaches the same state and results. It never
 raises for a business outcome (pysyncobj retries a raising entry forever); outcomes are
-`Result.code` strings that name `lockd.errors.ErrorCode` members.
+`Result.code` members of `lockd.codes.ErrorCode` (None is success).
 
 State: sessions (with their held locks, waits, recent request results and recorded
 silence), locks (holders and a strict FIFO wait queue), the global fencing counter
@@ -32,6 +32,7 @@ Beyond the mutex (DESIGN §2):
 
 from __future__ import annotations
 
+from .codes import ErrorCode, as_code
 from .commands import (
     EXCLUSIVE,
     SHARED,
@@ -244,7 +245,7 @@ class LockStateMachine:
         self._events = []
         handler = _HANDLERS.get(type(cmd))
         if handler is None:
-            return Result("INVALID_ARGUMENT", {"error": "unknown command"})
+            return Result(ErrorCode.INVALID_ARGUMENT, {"error": "unknown command"})
         code, value = handler(self, cmd)
         events = tuple(self._events)
         self.revision += len(events)
@@ -300,7 +301,7 @@ class LockStateMachine:
 
     def _begin_epoch(self, cmd: BeginEpoch):
         if cmd.epoch < self.epoch:
-            return "STALE_EPOCH", {"epoch": self.epoch}
+            return ErrorCode.STALE_EPOCH, {"epoch": self.epoch}
         if cmd.epoch > self.epoch:
             self.epoch = cmd.epoch
             self.leader = cmd.leader
@@ -325,7 +326,7 @@ class LockStateMachine:
         if s is not None:
             return None, {"created": False, "ttl_ms": s.ttl_ms}
         if len(self.sessions) >= MAX_SESSIONS:
-            return "LIMIT_EXCEEDED", {"limit": "sessions", "max": MAX_SESSIONS}
+            return ErrorCode.LIMIT_EXCEEDED, {"limit": "sessions", "max": MAX_SESSIONS}
         self.sessions[cmd.session_id] = SessionEntry(cmd.session_id, cmd.ttl_ms, cmd.client_name,
                                                      cmd.identity)
         self._emit(SessionOpened(cmd.session_id, cmd.ttl_ms))
@@ -333,22 +334,22 @@ class LockStateMachine:
 
     def _close_session(self, cmd: CloseSession):
         if cmd.session_id not in self.sessions:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         released = self._end_session(cmd.session_id, "closed")
         return None, {"released": released}
 
     def _expire_session(self, cmd: ExpireSession):
         if cmd.epoch != self.epoch:
-            return "STALE_EPOCH", {"epoch": self.epoch}
+            return ErrorCode.STALE_EPOCH, {"epoch": self.epoch}
         if cmd.session_id not in self.sessions:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         released = self._end_session(cmd.session_id, "expired", cmd.now_ms)
         return None, {"released": released}
 
     def _kill_session(self, cmd: KillSession):
         """An operator's kill: the session ends as an expiry does (lock-delays start)."""
         if cmd.session_id not in self.sessions:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         released = self._end_session(cmd.session_id, "expired", cmd.now_ms)
         return None, {"released": released}
 
@@ -425,7 +426,7 @@ class LockStateMachine:
 
     def _checkpoint(self, cmd: CheckpointSessions):
         if cmd.epoch != self.epoch:
-            return "STALE_EPOCH", {"epoch": self.epoch}
+            return ErrorCode.STALE_EPOCH, {"epoch": self.epoch}
         for sid, silent_ms in cmd.silences:
             s = self.sessions.get(sid)
             if s is not None:
@@ -463,22 +464,22 @@ class LockStateMachine:
         if cached is None:
             return None
         if len(cached) > 2 and cached[2] != kind:
-            return "REQUEST_ID_REUSED", {"error": f"request_id already used by {cached[2]}"}
+            return ErrorCode.REQUEST_ID_REUSED, {"error": f"request_id already used by {cached[2]}"}
         return cached[0], cached[1]
 
     def _acquire(self, cmd: Acquire):
         s = self.sessions.get(cmd.session_id)
         if s is None:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         kind = _kind("acquire", cmd.lock)
         cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
             return cached
         # The servicer validates these; the FSM still never trusts a command blindly.
         if cmd.reentrant and not cmd.owner:
-            return "INVALID_ARGUMENT", {"error": "owner is required with reentrant"}
+            return ErrorCode.INVALID_ARGUMENT, {"error": "owner is required with reentrant"}
         if not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
-            return "INVALID_ARGUMENT", {"error": "lock_delay_ms out of range"}
+            return ErrorCode.INVALID_ARGUMENT, {"error": "lock_delay_ms out of range"}
         owner = cmd.owner if cmd.reentrant else ""
         lk = self.locks.get(cmd.lock)
         if lk is not None:
@@ -488,22 +489,22 @@ class LockStateMachine:
                     return None, self._grant_value(h)
                 if owner and h.owner == owner:
                     return self._reenter(s, lk, h, cmd)
-                return "ALREADY_HELD", {"token": h.token}
+                return ErrorCode.ALREADY_HELD, {"token": h.token}
             if cmd.lock in s.waits:
                 if s.waits[cmd.lock] == cmd.request_id:
                     w = next(w for w in lk.waiters if w.session_id == cmd.session_id)
                     if w.group:
-                        return "REQUEST_ID_REUSED", {"error": "request_id already used by an "
+                        return ErrorCode.REQUEST_ID_REUSED, {"error": "request_id already used by an "
                                                               "acquire_many"}
                     return None, {"queued": True}
-                return "ALREADY_WAITING", None
+                return ErrorCode.ALREADY_WAITING, None
             if not lk.idle:
                 if cmd.mode == EXCLUSIVE and cmd.permits != lk.permits:
-                    return "MODE_CONFLICT", {"permits": lk.permits}
+                    return ErrorCode.MODE_CONFLICT, {"permits": lk.permits}
                 if cmd.mode == SHARED and lk.permits > 1:
-                    return "MODE_CONFLICT", {"permits": lk.permits}
+                    return ErrorCode.MODE_CONFLICT, {"permits": lk.permits}
         if len(s.held) + len(s.waits) >= MAX_LOCKS_PER_SESSION:
-            return "LIMIT_EXCEEDED", {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
+            return ErrorCode.LIMIT_EXCEEDED, {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
         if lk is None:
             lk = LockEntry(cmd.lock, cmd.permits if cmd.mode == EXCLUSIVE else 1)
             self.locks[cmd.lock] = lk
@@ -523,11 +524,11 @@ class LockStateMachine:
             return None, value
         if len(lk.waiters) >= MAX_WAITERS_PER_LOCK:
             self._drop_if_empty(lk)
-            return "LIMIT_EXCEEDED", {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
+            return ErrorCode.LIMIT_EXCEEDED, {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
         cycle = self._find_cycle(cmd.session_id, [(lk, cmd.mode)])
         if cycle is not None:
             self._drop_if_empty(lk)
-            return "DEADLOCK", {"cycle": cycle}
+            return ErrorCode.DEADLOCK, {"cycle": cycle}
         lk.waiters.append(Waiter(cmd.session_id, cmd.request_id, cmd.mode, cmd.permits,
                                  cmd.value, owner, cmd.lock_delay_ms))
         s.waits[cmd.lock] = cmd.request_id
@@ -544,7 +545,7 @@ class LockStateMachine:
     def _reenter(self, s: SessionEntry, lk: LockEntry, h: Holder, cmd: Acquire):
         """The holder's owner acquires again: same token, one more hold (no new grant)."""
         if cmd.mode != h.mode or (cmd.mode == EXCLUSIVE and cmd.permits != lk.permits):
-            return "MODE_CONFLICT", {"permits": lk.permits}
+            return ErrorCode.MODE_CONFLICT, {"permits": lk.permits}
         h.count += 1
         h.lock_delay_ms = max(h.lock_delay_ms, cmd.lock_delay_ms)
         value = {"granted": True, "token": h.token, "count": h.count}
@@ -642,7 +643,7 @@ class LockStateMachine:
         """
         s = self.sessions.get(cmd.session_id)
         if s is None:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         kind = _many_kind([it[0] for it in cmd.locks])
         cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
@@ -650,29 +651,29 @@ class LockStateMachine:
         items = cmd.locks
         names = [it[0] for it in items]
         if not 1 <= len(items) <= MAX_LOCKS_PER_MANY or len(dict.fromkeys(names)) != len(names):
-            return "INVALID_ARGUMENT", {"error": f"1..{MAX_LOCKS_PER_MANY} distinct lock names"}
+            return ErrorCode.INVALID_ARGUMENT, {"error": f"1..{MAX_LOCKS_PER_MANY} distinct lock names"}
         if not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
-            return "INVALID_ARGUMENT", {"error": "lock_delay_ms out of range"}
+            return ErrorCode.INVALID_ARGUMENT, {"error": "lock_delay_ms out of range"}
         if all(s.waits.get(n) == cmd.request_id for n in names):
             w = next(w for w in self.locks[names[0]].waiters if w.session_id == cmd.session_id)
             if w.group != tuple(names):
-                return "REQUEST_ID_REUSED", {"error": "request_id already used by another wait"}
+                return ErrorCode.REQUEST_ID_REUSED, {"error": "request_id already used by another wait"}
             return None, {"queued": True}      # a retry of a request that is still queued
         for name, mode, permits, _value in items:
             if mode not in (EXCLUSIVE, SHARED) or permits < 1 or (mode == SHARED and permits != 1):
-                return "INVALID_ARGUMENT", {"error": f"bad mode or permits for {name}"}
+                return ErrorCode.INVALID_ARGUMENT, {"error": f"bad mode or permits for {name}"}
             lk = self.locks.get(name)
             if lk is None:
                 continue
             if cmd.session_id in lk.holders:
-                return "ALREADY_HELD", {"lock": name}
+                return ErrorCode.ALREADY_HELD, {"lock": name}
             if name in s.waits:
-                return "ALREADY_WAITING", {"lock": name}
+                return ErrorCode.ALREADY_WAITING, {"lock": name}
             if not lk.idle and ((mode == EXCLUSIVE and permits != lk.permits)
                                 or (mode == SHARED and lk.permits > 1)):
-                return "MODE_CONFLICT", {"lock": name, "permits": lk.permits}
+                return ErrorCode.MODE_CONFLICT, {"lock": name, "permits": lk.permits}
         if len(s.held) + len(s.waits) + len(items) > MAX_LOCKS_PER_SESSION:
-            return "LIMIT_EXCEEDED", {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
+            return ErrorCode.LIMIT_EXCEEDED, {"limit": "locks_per_session", "max": MAX_LOCKS_PER_SESSION}
         free = True
         for name, mode, permits, _value in items:
             lk = self.locks.get(name)
@@ -696,11 +697,11 @@ class LockStateMachine:
         for name in names:
             lk = self.locks.get(name)
             if lk is not None and len(lk.waiters) >= MAX_WAITERS_PER_LOCK:
-                return "LIMIT_EXCEEDED", {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
+                return ErrorCode.LIMIT_EXCEEDED, {"limit": "waiters_per_lock", "max": MAX_WAITERS_PER_LOCK}
         starts = [(self.locks[name], mode) for name, mode, _p, _v in items if name in self.locks]
         cycle = self._find_cycle(cmd.session_id, starts)
         if cycle is not None:
-            return "DEADLOCK", {"cycle": cycle}
+            return ErrorCode.DEADLOCK, {"cycle": cycle}
         group = tuple(names)
         for name, mode, permits, value in items:
             lk = self._entry(name, mode, permits)
@@ -802,7 +803,7 @@ class LockStateMachine:
         or (None, the answer): session gone, a retried request (cached), or not the holder."""
         s = self.sessions.get(cmd.session_id)
         if s is None:
-            return None, ("SESSION_NOT_FOUND", None)
+            return None, (ErrorCode.SESSION_NOT_FOUND, None)
         kind = _kind(op, cmd.lock)
         cached = self._cached(s, cmd.request_id, kind)
         if cached is not None:
@@ -810,7 +811,7 @@ class LockStateMachine:
         lk = self.locks.get(cmd.lock)
         h = lk.holders.get(cmd.session_id) if lk is not None else None
         if h is None or h.token != cmd.token:
-            return None, ("NOT_HOLDER", None)
+            return None, (ErrorCode.NOT_HOLDER, None)
         return (s, lk, h, kind), None
 
     def _release(self, cmd: Release):
@@ -846,7 +847,7 @@ class LockStateMachine:
     def _cancel_wait(self, cmd: CancelWait):
         s = self.sessions.get(cmd.session_id)
         if s is None:
-            return "SESSION_NOT_FOUND", None
+            return ErrorCode.SESSION_NOT_FOUND, None
         lk = self.locks.get(cmd.lock)
         if s.waits.get(cmd.lock) == cmd.request_id and lk is not None:
             # A multi-lock waiter leaves every one of its queues.
@@ -857,7 +858,7 @@ class LockStateMachine:
                 lk2.waiters = [x for x in lk2.waiters if x.session_id != cmd.session_id]
                 del s.waits[name]
                 self._emit(WaitEnded(name, cmd.session_id, cmd.request_id, cmd.cause))
-            code = "WAIT_TIMEOUT" if cmd.cause == "timeout" else "CANCELLED"
+            code = ErrorCode.WAIT_TIMEOUT if cmd.cause == "timeout" else ErrorCode.CANCELLED
             self._remember(s, cmd.request_id, code, None,
                            _many_kind(w.group) if w.group else _kind("acquire", cmd.lock))
             for name in names:
@@ -876,7 +877,7 @@ class LockStateMachine:
         cached = s.results.get(cmd.request_id)
         if cached is not None:
             return cached[0], cached[1]
-        return "NOT_HOLDER", None
+        return ErrorCode.NOT_HOLDER, None
 
     # ------------------------------------------------------------ read-only views
 
@@ -995,8 +996,8 @@ class LockStateMachine:
             "sessions": [
                 [s.session_id, s.ttl_ms, s.client_name, [[k, v] for k, v in s.held.items()],
                  [[k, v] for k, v in s.waits.items()],
-                 [[k, *v] for k, v in s.results.items()], s.silent_ms, s.identity,
-                 [list(n) for n in s.notices]]
+                 [[k, _code_name(v[0]), *v[1:]] for k, v in s.results.items()], s.silent_ms,
+                 s.identity, [list(n) for n in s.notices]]
                 for s in self.sessions.values()
             ],
             "locks": [
@@ -1026,7 +1027,8 @@ class LockStateMachine:
             s = SessionEntry(sid, ttl, name, more[0] if more else "")   # identity: newer snapshots
             s.held = {k: v for k, v in held}
             s.waits = {k: v for k, v in waits}
-            s.results = {r[0]: list(r[1:]) for r in results}   # [code, value(, kind)]
+            # [code, value(, kind)]; the code is written as its plain name
+            s.results = {r[0]: [as_code(r[1]), *r[2:]] for r in results}
             s.silent_ms = silent
             s.notices = [tuple(n) for n in more[1]] if len(more) > 1 else []
             if s.notices:
@@ -1082,3 +1084,8 @@ _HANDLERS = {
     RevokeLock: LockStateMachine._revoke_lock,
     SetDiskState: LockStateMachine._set_disk_state,
 }
+
+
+def _code_name(code) -> str | None:
+    """A result code as its plain name for a snapshot (no enum class in the dump)."""
+    return None if code is None else str(code.value if isinstance(code, ErrorCode) else code)

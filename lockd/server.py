@@ -254,7 +254,7 @@ class LockdNode:
             r = await asyncio.wrap_future(self.raft.propose(self.raft.begin_epoch_cmd(term)))
             if r.code is None:
                 break
-            if r.code == "STALE_EPOCH":
+            if r.code == ErrorCode.STALE_EPOCH:
                 log.warning("stale_epoch", epoch=term)
                 return
             await asyncio.sleep(0.05)
@@ -348,12 +348,12 @@ class LockdNode:
         now_ms = self.wall.wall_ms()
         r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch, now_ms)))
         self.note_lock_delays(r, now_ms)
-        if r.code in (None, "SESSION_NOT_FOUND"):
+        if r.code in (None, ErrorCode.SESSION_NOT_FOUND):
             self.tracker.remove(sid)
             if r.code is None:
                 log.info("session_reaped", session_id=short_id(sid), epoch=epoch,
                          released=len((r.value or {}).get("released", [])))
-        elif r.code == "STALE_EPOCH":
+        elif r.code == ErrorCode.STALE_EPOCH:
             log.warning("stale_epoch", epoch=epoch, session_id=short_id(sid))
         else:
             self.tracker.expiry_failed(sid)

@@ -19,8 +19,9 @@ import structlog
 
 from . import commands as C
 from . import snapshot
+from .api.lock_ops import acquire_and_wait
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
-from .errors import ErrorCode, LockdAbort, invalid, to_status
+from .errors import ErrorCode, LockdAbort, as_code, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .limits import TokenBucket, exceeded
@@ -29,7 +30,6 @@ from .sessions import RENEW_NOT_FOUND, RENEW_OK
 from .tls import identity_of, peer_channel
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
-from .waiters import ENDED, GRANTED, NOT_LEADER
 from .watch import event_pb, follow
 
 if TYPE_CHECKING:
@@ -80,6 +80,15 @@ def _too_big(limit: str, max_bytes: int, field: str) -> LockdAbort:
     return err
 
 
+def validate_value(value: bytes, limits) -> bytes:
+    """A holder's or candidate's value: over the size limit is RESOURCE_EXHAUSTED /
+    LIMIT_EXCEEDED naming the field "value" (DESIGN §8), in every RPC that takes one."""
+    limit = min(MAX_VALUE_BYTES, limits.value_bytes)
+    if len(value) > limit:
+        raise _too_big("value_bytes", limit, "value")
+    return value
+
+
 def validate_prefix(prefix: str) -> str:
     if len(prefix.encode("utf-8")) > MAX_NAME_BYTES:
         raise invalid("prefix", f"longer than {MAX_NAME_BYTES} bytes")
@@ -102,26 +111,31 @@ class LockService(pbg.LockServicer):
 
     # ------------------------------------------------------------ helpers
 
+    # What lockd/api/lock_ops.py uses: propose, check, waiters, not_leader_error, abandon.
+    @property
+    def waiters(self):
+        return self.node.waiters
+
+    def not_leader_error(self) -> LockdAbort:
+        return self.node.not_leader_error()
+
+    def propose(self, cmd):
+        return self._propose(cmd)
+
+    def check(self, r: C.Result) -> dict:
+        return self._check(r)
+
+    def abandon(self, sid: str, name: str, rid: str):
+        return self._abandon(sid, name, rid)
+
     async def _propose(self, cmd) -> C.Result:
         return await self.node.admission.propose(cmd)    # fair between clients when saturated
 
     def _check(self, r: C.Result) -> dict:
         if r.code is None:
             return r.value or {}
-        code = ErrorCode[r.code] if r.code in ErrorCode.__members__ else ErrorCode.INTERNAL
-        msg = {
-            ErrorCode.SESSION_NOT_FOUND: "session not found (expired or closed)",
-            ErrorCode.NOT_HOLDER: "not the holder of this lock with this token",
-            ErrorCode.ALREADY_HELD: "this session already holds the lock",
-            ErrorCode.ALREADY_WAITING: "this session already waits for the lock",
-            ErrorCode.MODE_CONFLICT: "conflicting mode or permits with the lock's holders/waiters",
-            ErrorCode.LIMIT_EXCEEDED: "limit exceeded",
-            ErrorCode.UNAVAILABLE: "cluster unavailable; retry with the same request_id",
-            ErrorCode.OVERLOADED: "leader overloaded; retry later",
-            ErrorCode.WAIT_TIMEOUT: "wait timed out",
-            ErrorCode.CANCELLED: "wait cancelled",
-            ErrorCode.DEADLOCK: "waiting would close a cycle in the wait-for graph",
-        }.get(code, code.name.lower())
+        code = as_code(r.code)
+        msg = message(code)
         meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error", "lock")}
         if "cycle" in (r.value or {}):
             # [[session label, lock], ...]: labels are client names + short ids, never full ids
@@ -178,14 +192,12 @@ class LockService(pbg.LockServicer):
             raise exceeded("sessions_per_identity", limits.sessions_per_identity,
                            f"open sessions of identity {identity!r}")
 
-    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool, value_len: int) -> None:
-        """Name and value sizes, locks and waits per session, waiters per lock."""
+    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool) -> None:
+        """Name sizes, locks and waits per session, waiters per lock."""
         limits = self.node.config.limits
         for name in names:
             if len(name.encode("utf-8")) > limits.name_bytes:
                 raise _too_big("name_bytes", limits.name_bytes, "name")
-        if value_len > limits.value_bytes:
-            raise _too_big("value_bytes", limits.value_bytes, "value")
 
         def state(f):
             s = f.sessions.get(sid)
@@ -247,7 +259,7 @@ class LockService(pbg.LockServicer):
         if self.node.mtls and self._foreign_sessions([sid], identity_of(context)):
             return pb.CloseSessionResponse()   # as for an unknown session: ids cannot be probed
         r = await self._propose(C.CloseSession(sid))
-        if r.code == "SESSION_NOT_FOUND":      # closing is idempotent
+        if r.code is ErrorCode.SESSION_NOT_FOUND:      # closing is idempotent
             return pb.CloseSessionResponse()
         v = self._check(r)
         log.info("session_closed", session_id=short_id(sid), released=len(v["released"]))
@@ -325,8 +337,7 @@ class LockService(pbg.LockServicer):
         mode, permits = self._mode_permits(request.mode, request.permits)
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        if len(request.value) > MAX_VALUE_BYTES:
-            raise _too_big("value_bytes", MAX_VALUE_BYTES, "value")
+        validate_value(request.value, self.node.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         if request.reentrant and not request.owner:
@@ -339,43 +350,17 @@ class LockService(pbg.LockServicer):
         node.require_ready()
         node.require_space()
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [name], wait, len(request.value))
-        fut = node.waiters.register(sid, name, rid) if wait else None
-        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
-        try:
-            v = self._check(await self._propose(C.Acquire(
-                sid, name, rid, mode, permits, wait, bytes(request.value), request.reentrant,
-                request.owner, request.lock_delay_ms)))
-            if v.get("granted"):
-                return self._granted(name, v["token"], v.get("count", 1))
-            if not v.get("queued"):
-                return pb.AcquireResponse(granted=False, lock=self._lock_info(
-                    node.raft.read(lambda f: f.lock_view(name)), name))
-            remaining = loop_deadline - asyncio.get_running_loop().time()
-            try:
-                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
-            except asyncio.TimeoutError:
-                r = await self._propose(C.CancelWait(sid, name, rid, "timeout"))
-                if r.code == "WAIT_TIMEOUT":
-                    raise self._timed_out(name)
-                v = self._check(r)
-                return self._granted(name, v["token"], v.get("count", 1))
-            if kind == GRANTED:
-                return self._granted(name, arg)
-            if kind == ENDED:
-                if arg in ("closed", "expired"):
-                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
-                if arg == "timeout":
-                    raise self._timed_out(name)
-                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
-            raise node.not_leader_error()
-        except asyncio.CancelledError:
-            if wait:
-                asyncio.get_running_loop().create_task(self._abandon(sid, name, rid))
-            raise
-        finally:
-            if fut is not None:
-                node.waiters.unregister(sid, name, rid, fut)
+        self._check_acquire_limits(sid, [name], wait)
+        cmd = C.Acquire(sid, name, rid, mode, permits, wait, bytes(request.value),
+                        request.reentrant, request.owner, request.lock_delay_ms)
+        out = await acquire_and_wait(self, cmd, sid, name, rid, request.wait_ms,
+                                     lambda: self._timed_out(name))
+        if not out.granted:
+            return pb.AcquireResponse(granted=False, lock=self._lock_info(
+                node.raft.read(lambda f: f.lock_view(name)), name))
+        if out.value is not None:
+            return self._granted(name, out.value["token"], out.value.get("count", 1))
+        return self._granted(name, out.token)
 
     @rpc_handler
     async def AcquireMany(self, request, context):
@@ -397,8 +382,7 @@ class LockService(pbg.LockServicer):
             items.append((name, mode, permits, bytes(request.value)))
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        if len(request.value) > MAX_VALUE_BYTES:
-            raise invalid("value", f"larger than {MAX_VALUE_BYTES} bytes")
+        validate_value(request.value, self.node.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         node = self.node
@@ -406,45 +390,22 @@ class LockService(pbg.LockServicer):
         node.require_space()
         first = items[0][0]
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [it[0] for it in items], wait, len(request.value))
-        fut = node.waiters.register(sid, first, rid) if wait else None
-        loop_deadline = asyncio.get_running_loop().time() + request.wait_ms / 1000.0
-        try:
-            v = self._check(await self._propose(C.AcquireMany(
-                sid, rid, tuple(items), wait, request.lock_delay_ms)))
-            if v.get("granted"):
-                return self._granted_many(v)
-            if not v.get("queued"):
-                return pb.AcquireManyResponse(granted=False)
-            remaining = loop_deadline - asyncio.get_running_loop().time()
-            try:
-                kind, arg = await asyncio.wait_for(asyncio.shield(fut), max(0.0, remaining))
-            except asyncio.TimeoutError:
-                r = await self._propose(C.CancelWait(sid, first, rid, "timeout"))
-                if r.code == "WAIT_TIMEOUT":
-                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out") from None
-                return self._granted_many(self._check(r))
-            if kind == GRANTED:
-                res = node.raft.read(lambda f: f.result_of(sid, rid))
-                if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
-                    # evicted or the session ended since: ask the log (reports the grant)
-                    res = [None, self._check(await self._propose(
-                        C.CancelWait(sid, first, rid, "cancelled")))]
-                return self._granted_many(res[1])
-            if kind == ENDED:
-                if arg in ("closed", "expired"):
-                    raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, f"session {arg} while waiting")
-                if arg == "timeout":
-                    raise LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
-                raise LockdAbort(ErrorCode.CANCELLED, "wait withdrawn by the client")
-            raise node.not_leader_error()
-        except asyncio.CancelledError:
-            if wait:
-                asyncio.get_running_loop().create_task(self._abandon(sid, first, rid))
-            raise
-        finally:
-            if fut is not None:
-                node.waiters.unregister(sid, first, rid, fut)
+        self._check_acquire_limits(sid, [it[0] for it in items], wait)
+        cmd = C.AcquireMany(sid, rid, tuple(items), wait, request.lock_delay_ms)
+        out = await acquire_and_wait(
+            self, cmd, sid, first, rid, request.wait_ms,
+            lambda: LockdAbort(ErrorCode.WAIT_TIMEOUT, message(ErrorCode.WAIT_TIMEOUT)))
+        if not out.granted:
+            return pb.AcquireManyResponse(granted=False)
+        if out.value is not None:
+            return self._granted_many(out.value)
+        # Granted while parked: every lock was granted in one apply; the FSM recorded them all.
+        res = node.raft.read(lambda f: f.result_of(sid, rid))
+        if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
+            # evicted or the session ended since: ask the log (reports the grant)
+            res = [None, self._check(await self._propose(
+                C.CancelWait(sid, first, rid, "cancelled")))]
+        return self._granted_many(res[1])
 
     @staticmethod
     def _mode_permits(mode_value: int, permits_value: int, prefix: str = "") -> tuple[int, int]:
@@ -510,7 +471,7 @@ class LockService(pbg.LockServicer):
     async def _withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
         """Remove the Acquire's waiter, or release the grant it got; OK if nothing is left."""
         r = await self._propose(C.CancelWait(sid, name, acquire_rid, "cancelled"))
-        if r.code in ("CANCELLED", "WAIT_TIMEOUT", "NOT_HOLDER"):
+        if r.code in (ErrorCode.CANCELLED, ErrorCode.WAIT_TIMEOUT, ErrorCode.NOT_HOLDER):
             return
         v = self._check(r)
         if v.get("granted"):
@@ -521,7 +482,7 @@ class LockService(pbg.LockServicer):
         grants = v["tokens"] if "tokens" in v else [[name, v["token"]]]
         for i, (lock, token) in enumerate(grants):
             r2 = await self._propose(C.Release(sid, lock, token, rid if i == 0 else f"{rid}.{i}"))
-            if r2.code not in (None, "NOT_HOLDER"):
+            if r2.code not in (None, ErrorCode.NOT_HOLDER):
                 self._check(r2)
 
     @rpc_handler

@@ -330,3 +330,34 @@ def test_release_by_acquire_request_id_withdraws_a_wait_or_a_grant(stub):
     # and again: idempotent
     stub.Release(pb.ReleaseRequest(session_id=b, name="t/withdraw", acquire_request_id="granted-but-lost",
                                    request_id="w3"))
+
+
+def _value_rpcs(channel, sid, value):
+    """Every RPC that takes a holder's or candidate's value, called with `value`."""
+    locks, elections = pbg.LockStub(channel), pbg.ElectionStub(channel)
+    rid = uuid.uuid4().hex
+    return {
+        "Acquire": lambda: locks.Acquire(pb.AcquireRequest(
+            session_id=sid, name="v/a", request_id=rid, value=value), timeout=5),
+        "AcquireMany": lambda: locks.AcquireMany(pb.AcquireManyRequest(
+            session_id=sid, locks=[pb.LockSpec(name="v/m")], request_id=rid, value=value),
+            timeout=5),
+        "Campaign": lambda: elections.Campaign(pb.CampaignRequest(
+            session_id=sid, name="v/e", request_id=rid, value=value, wait_ms=1000), timeout=5),
+        "Proclaim": lambda: elections.Proclaim(pb.ProclaimRequest(
+            session_id=sid, name="v/e", request_id=rid, token=1, value=value), timeout=5),
+    }
+
+
+@pytest.mark.parametrize("rpc", ["Acquire", "AcquireMany", "Campaign", "Proclaim"])
+def test_an_oversized_value_is_the_same_limit_in_every_rpc_that_takes_one(lockd_node, stub, rpc):
+    """DESIGN §8: a value over its size limit is RESOURCE_EXHAUSTED / LIMIT_EXCEEDED naming
+    the field, whichever RPC carries it (AcquireMany once answered INVALID_ARGUMENT)."""
+    sid = open_session(stub)
+    with grpc.insecure_channel(lockd_node.address) as ch:
+        with pytest.raises(grpc.RpcError) as ei:
+            _value_rpcs(ch, sid, b"x" * 1025)[rpc]()
+        assert ei.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        why, meta = reason(ei.value)
+        assert (why, meta["limit"], meta["max"], meta["field"]) == (
+            "LIMIT_EXCEEDED", "value_bytes", "1024", "value")

@@ -30,6 +30,12 @@ def test_every_error_code_has_a_row_in_the_table(code):
     assert grpc_code(code) is not grpc.StatusCode.OK
 
 
+@pytest.mark.parametrize("code", ALL_CODES, ids=lambda c: c.name)
+def test_every_error_code_has_a_message_in_the_table(code):
+    msg = errors.message(code)
+    assert isinstance(msg, str) and msg.strip() and msg != code.name.lower()
+
+
 def test_the_table_has_no_row_without_a_code():
     assert set(errors._TABLE) == set(ErrorCode)
 
@@ -101,3 +107,35 @@ def test_abort_ends_the_rpc_with_the_rich_status():
     assert ctx.status.code is grpc.StatusCode.FAILED_PRECONDITION
     _, info = _rich(ctx.status)
     assert (info.reason, dict(info.metadata)) == ("NOT_HOLDER", {"a": "b"})
+
+
+def test_fsm_result_codes_are_error_code_members():
+    """The state machine answers with members, not string literals (a typo cannot drift)."""
+    from lockd import commands as C
+    from lockd.fsm import LockStateMachine
+
+    r = LockStateMachine().apply(C.CloseSession("00000000-0000-0000-0000-000000000001"))
+    assert r.code is ErrorCode.SESSION_NOT_FOUND
+
+
+def test_cached_result_codes_are_plain_names_in_a_snapshot_and_members_after_restore():
+    import pickle
+
+    from lockd import commands as C
+    from lockd.fsm import LockStateMachine
+
+    holder, waiter = ("00000000-0000-0000-0000-00000000000" + c for c in "12")
+    m = LockStateMachine()
+    for sid in (holder, waiter):
+        m.apply(C.OpenSession(sid, 10_000, "t", ""))
+    m.apply(C.Acquire(holder, "a", "r1", C.EXCLUSIVE, 1, False, b""))
+    m.apply(C.Acquire(waiter, "a", "r2", C.EXCLUSIVE, 1, True, b""))
+    assert m.apply(C.CancelWait(waiter, "a", "r2", "timeout")).code is ErrorCode.WAIT_TIMEOUT
+    snap = m.to_snapshot()
+    codes = [row[1] for row in snap["sessions"][1][5]]
+    assert codes == ["WAIT_TIMEOUT"] and type(codes[0]) is str
+    assert b"lockd.codes" not in pickle.dumps(snap)
+    back = LockStateMachine.from_snapshot(snap)
+    assert back.sessions[waiter].results["r2"][0] is ErrorCode.WAIT_TIMEOUT
+    again = back.apply(C.Acquire(waiter, "a", "r2", C.EXCLUSIVE, 1, True, b""))
+    assert again.code is ErrorCode.WAIT_TIMEOUT

@@ -860,13 +860,17 @@ def test_list_lock_names_is_sorted_prefixed_and_paged():
 
 
 def _literal_codes_in_fsm() -> set[str]:
-    """Every string literal that fsm.py returns or stores as a result code."""
+    """Every code fsm.py returns or stores as a result code: `ErrorCode.X` as "X", a string
+    literal as "literal:..." (codes are members, never literals that could drift)."""
     tree = ast.parse(pathlib.Path(fsm_module.__file__).read_text())
     found: set[str] = set()
 
     def code_like(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            found.add(node.value)
+            found.add("literal:" + node.value)
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id == "ErrorCode"):
+            found.add(node.attr)
         elif isinstance(node, ast.IfExp):
             code_like(node.body)
             code_like(node.orelse)
@@ -883,7 +887,7 @@ def _literal_codes_in_fsm() -> set[str]:
     return found
 
 
-def test_every_result_code_the_fsm_can_return_is_an_error_code_name():
+def test_every_result_code_the_fsm_can_return_is_an_error_code_member():
     codes = _literal_codes_in_fsm()
     assert {"SESSION_NOT_FOUND", "NOT_HOLDER", "STALE_EPOCH", "WAIT_TIMEOUT"} <= codes
     assert codes <= ERROR_NAMES, codes - ERROR_NAMES

@@ -1,0 +1,1 @@
+"""The gRPC-facing layer: what the servicers share (lock_ops)."""
