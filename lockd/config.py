@@ -72,6 +72,9 @@ class NodeConfig:
     # Disk (docs/operations.md, "A full disk"): below this many free bytes on the data dir's
     # filesystem the node is short of space; 0 turns the check off.
     min_free_bytes: int = 256 << 20
+    # Fault tests only (docs/testing.md, `clock_step`): a file whose number (seconds) offsets
+    # this node's wall clock; relative paths are under data_dir. "" = the host's wall clock.
+    wall_clock_offset_file: str = ""
     log_format: str = "console"
     log_level: str = "info"
     node_name: str = field(default="")

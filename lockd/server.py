@@ -28,7 +28,8 @@ from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
 from .admin_service import AdminService  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
-from .clock import Clock, SystemClock, SystemWallClock, WallClock  # noqa: E402
+from .clock import (  # noqa: E402
+    Clock, OffsetFileWallClock, SystemClock, SystemWallClock, WallClock)
 from .config import ConfigError, NodeConfig  # noqa: E402
 from .datadir import StorageError  # noqa: E402
 from .disk import DiskMonitor, free_bytes, human  # noqa: E402
@@ -53,6 +54,13 @@ from .watch import WatchHub  # noqa: E402
 log = structlog.get_logger(component="server")
 
 
+def _wall_clock(config: NodeConfig) -> WallClock:
+    """The host's wall clock, or one offset by --wall-clock-offset-file (fault tests)."""
+    if not config.wall_clock_offset_file:
+        return SystemWallClock()
+    return OffsetFileWallClock(os.path.join(config.data_dir, config.wall_clock_offset_file))
+
+
 class LockdNode:
     """One lockd node: Raft member + gRPC server + leader-only session machinery."""
 
@@ -60,7 +68,7 @@ class LockdNode:
                  wall: WallClock | None = None):
         self.config = config
         self.clock = clock or SystemClock()
-        self.wall = wall or SystemWallClock()
+        self.wall = wall or _wall_clock(config)
         self.tracker = SessionTracker()
         self.waiters = Waiters()
         self.watch_hub = WatchHub()    # open Watch/Observe streams (lockd/watch.py)

@@ -21,6 +21,7 @@ semantics, which every back-end keeps:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -68,11 +69,53 @@ def partition_links(groups: Iterable[Iterable[int]], n: int) -> set[tuple[int, i
     return {(a, b) for a, ga in seen.items() for b, gb in seen.items() if ga != gb}
 
 
+WALL_OFFSET_FILE = "wall-offset"
+"""The `--wall-clock-offset-file` (relative to the data dir) of nodes the harness steps."""
+BALLAST_FILE = "ballast"
+"""What `fill_disk` writes into a node's data dir."""
+
+
 class Cluster(_BaseCluster):
     """A set of lockd nodes under test control, with the network-fault verbs of its back-end."""
 
     #: True if this back-end implements the network faults (partition, block, client hosts).
     supports_partitions: bool = False
+    #: True if every node's data dir is its own small filesystem (`lockd_cluster.disks`), so
+    #: `fill_disk` can fill it; set by whoever mounted them.
+    small_disks: bool = False
+
+    # ------------------------------------------------------------ disk and clock faults
+    # Every back-end keeps a node's data dir on the harness host (Docker bind-mounts it), so
+    # these work alike everywhere.
+
+    def step_wall_clock(self, i: int, offset_s: float) -> None:
+        """Set node i's wall-clock offset (seconds; 0 = the host's clock). Takes effect only
+        on nodes started with `--wall-clock-offset-file` WALL_OFFSET_FILE."""
+        path = self.node(i).data_dir / WALL_OFFSET_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{offset_s!r}\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+
+    def fill_disk(self, i: int, *, leave: int = 8 << 20) -> int:
+        """Fill node i's data filesystem until `leave` bytes are free; the bytes written.
+        Only with `small_disks` (never fill a shared filesystem)."""
+        if not self.small_disks:
+            raise NotImplementedError("fill_disk needs small per-node disks (lockd_cluster.disks)")
+        d = self.node(i).data_dir
+        st = os.statvfs(d)
+        size = max(0, st.f_bavail * st.f_frsize - leave)
+        with open(d / BALLAST_FILE, "ab") as f:
+            if size:
+                os.posix_fallocate(f.fileno(), f.tell(), size)
+        return size
+
+    def free_disk(self, i: int) -> None:
+        """Remove what `fill_disk` wrote on node i (no-op if nothing)."""
+        try:
+            os.unlink(self.node(i).data_dir / BALLAST_FILE)
+        except FileNotFoundError:
+            pass
 
     # ------------------------------------------------------------ network faults (back-end)
 

@@ -32,10 +32,11 @@ import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable  # noqa: E402
 
-from lockd_cluster.base import Cluster  # noqa: E402
+from lockd_cluster import disks  # noqa: E402
+from lockd_cluster.base import WALL_OFFSET_FILE, Cluster  # noqa: E402
 from lockd_cluster.local import LocalCluster  # noqa: E402
 from lockd_cluster.nemesis import ALL_KINDS  # noqa: E402
-from lockd_cluster.workloads import WORKLOADS, Ctx  # noqa: E402
+from lockd_cluster.workloads import WORKLOAD_KINDS, WORKLOADS, Ctx  # noqa: E402
 
 __all__ = ["make_cluster", "backend_available", "run_workload", "run", "main"]
 
@@ -91,12 +92,29 @@ def backend_available(backend: str) -> tuple[bool, str]:
     return True, ""
 
 
-def make_cluster(backend: str, n: int, base_dir: Path) -> Cluster:
-    """A fresh n-node cluster of the back-end, its data and logs under base_dir."""
+def make_cluster(backend: str, n: int, base_dir: Path, *,
+                 small_disks: bool = False) -> tuple[Cluster, list[Path]]:
+    """A fresh n-node cluster of the back-end, its data and logs under base_dir, and the
+    mount points to `disks.unmount` once it has stopped.
+
+    Its nodes take their wall clock from `--wall-clock-offset-file` (the `clock_step` fault).
+    With `small_disks` (and root), every data dir is its own small tmpfs (the `disk_full`
+    fault) and the nodes' --min-free-space fits it; without root the fault is skipped."""
     cls = _backend_class(backend)
     if cls is None:
         raise RuntimeError(f"back-end {backend!r} is not available")
-    return cls(n, base_dir)
+    extra = ["--wall-clock-offset-file", WALL_OFFSET_FILE]
+    small = small_disks and disks.can_mount()
+    if small:
+        extra += ["--min-free-space", disks.SMALL_DISK_FLOOR]
+    cluster = cls(n, base_dir, extra_args=extra)
+    return cluster, (disks.mount_small_disks(cluster) if small else [])
+
+
+def _needs_small_disks(name: str, faults: list[str] | None) -> bool:
+    """True if the workload's nemesis may fill a disk."""
+    kinds = faults if faults else WORKLOAD_KINDS.get(name, ())
+    return "disk_full" in kinds
 
 
 def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Path,
@@ -109,7 +127,8 @@ def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Pa
     `availability="strict"` makes an unexplained leader change a violation (else reported)."""
     wdir = Path(out) / name
     wdir.mkdir(parents=True, exist_ok=True)
-    cluster = make_cluster(backend, nodes, wdir / "cluster")
+    cluster, mounts = make_cluster(backend, nodes, wdir / "cluster",
+                                   small_disks=_needs_small_disks(name, faults))
     started = time.monotonic()
     # Each workload gets its own seed derived from the run's, so one can be replayed alone.
     wseed = seed if name == "all" else (seed * 1000003 + sum(map(ord, name))) % (1 << 31)
@@ -128,6 +147,7 @@ def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Pa
             cluster.stop()
         except Exception:  # noqa: BLE001
             pass
+        disks.unmount(mounts)
     res["seed"] = wseed
     res["elapsed_s"] = round(time.monotonic() - started, 1)
     return res

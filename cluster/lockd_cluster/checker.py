@@ -578,8 +578,10 @@ def check_server_log(entries: list[dict], events: Iterable[dict] = ()) -> dict:
 
 
 # Faults that hit the node they name (the fault log's `node`).
+# A node short of disk space hands its leadership over (docs/operations.md, "A full disk").
+# A clock step is no node fault: nothing but lock-delay stamps reads the wall clock.
 NODE_FAULTS = frozenset({"kill_node", "kill_leader", "pause_node", "pause_leader",
-                         "pause_follower", "isolate_node", "isolate_leader"})
+                         "pause_follower", "isolate_node", "isolate_leader", "disk_full"})
 # Faults that hit every node, so also whichever one leads.
 CLUSTER_FAULTS = frozenset({"kill_all", "restart_all", "churn"})
 

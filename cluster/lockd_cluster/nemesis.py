@@ -21,6 +21,8 @@ Fault kinds (DESIGN §9, the issue's nemesis list):
 | partition_halves / isolate_node / isolate_leader | network partitions (back-ends with `supports_partitions` only) |
 | churn | an election every `period` (pause the leader until another is ready, then resume it) |
 | restart_all | stop every node gracefully and start them again |
+| disk_full | fill one node's small data filesystem below its --min-free-space, free it after the duration (clusters made with small disks only: `lockd_cluster.disks`) |
+| clock_step | step the ready leader's wall clock an hour forward or back (`--wall-clock-offset-file`), step it back after the duration; nothing but lock-delay stamps may notice |
 
 Steps run one at a time; every fault is healed when its step ends, and `recover()` heals
 whatever is left (resumes paused nodes and clients, heals partitions, restarts dead nodes).
@@ -46,7 +48,7 @@ __all__ = ["Step", "plan", "Nemesis", "ClientLink", "SERVER_KINDS", "CLIENT_KIND
            "PARTITION_KINDS", "ALL_KINDS"]
 
 SERVER_KINDS = ("kill_node", "kill_leader", "pause_node", "pause_leader", "pause_follower",
-                "restart_all")
+                "restart_all", "disk_full", "clock_step")
 CLIENT_KINDS = ("pause_client", "pause_holder", "kill_client", "isolate_client")
 PARTITION_KINDS = ("partition_halves", "isolate_node", "isolate_leader")
 ALL_KINDS = SERVER_KINDS + CLIENT_KINDS + PARTITION_KINDS + ("kill_all", "churn")
@@ -54,6 +56,11 @@ ALL_KINDS = SERVER_KINDS + CLIENT_KINDS + PARTITION_KINDS + ("kill_all", "churn"
 MAX_ELECTION_TIMEOUT_S = 1.4
 """lockd's default `raft_max_timeout_s` (lockd/config.py): a follower paused longer than this
 has started an election timer that fired while it was frozen."""
+
+DISK_CHECK_S = 1.0
+"""How often a node checks its data dir's free space (lockd/disk.py)."""
+CLOCK_STEP_S = 3600.0
+"""How far `clock_step` moves the leader's wall clock (forward or back)."""
 
 
 @dataclass
@@ -95,6 +102,10 @@ def plan(seed: int, duration: float, kinds: Iterable[str], *, ttl: float = 3.0,
             d = rng.uniform(0.5, 1.5)
         elif kind == "pause_follower":
             d = MAX_ELECTION_TIMEOUT_S + rng.uniform(1.0, 3.0)
+        elif kind == "disk_full":
+            d = DISK_CHECK_S + rng.uniform(1.0, 4.0)     # the node must see it to matter
+        elif kind == "clock_step":
+            d = ttl + rng.uniform(1.0, 4.0)
         else:
             d = rng.uniform(0.5, max(1.0, ttl))
         if t + d > duration:
@@ -170,6 +181,8 @@ class Nemesis:
             return self.supports_partitions
         if kind in CLIENT_KINDS:
             return self.clients is not None
+        if kind == "disk_full":
+            return bool(getattr(self.cluster, "small_disks", False))
         return True
 
     def run(self, steps: list[Step], *, t0: float | None = None) -> None:
@@ -269,6 +282,41 @@ class Nemesis:
         if self.cluster.is_running(i):
             self.cluster.resume(i)
         self.record("end", step=step.index, kind=step.kind, node=i, leader=lead)
+
+    def _f_disk_full(self, step: Step) -> None:
+        """Fill one node's data filesystem below its floor: the cluster refuses new grants
+        and sessions (NO_SPACE) until it is freed; a leader short of space hands over."""
+        running = [i for i in range(len(self.cluster)) if self.cluster.is_running(i)]
+        i = self._pick(running, step)
+        if i is None:
+            self.record("skip", step=step.index, kind=step.kind, reason="no running node")
+            return
+        lead = self._leader(timeout=1.0)
+        self.record("start", step=step.index, kind=step.kind, node=i, leader=lead)
+        try:
+            self.cluster.fill_disk(i)
+            self._sleep(step.duration)
+        finally:
+            self.cluster.free_disk(i)
+        self.record("end", step=step.index, kind=step.kind, node=i)
+
+    def _f_clock_step(self, step: Step) -> None:
+        """Step the ready leader's wall clock by an hour (forward if `choice` >= 0.5) and back
+        after the duration. Session expiry is monotonic and lock-delays are counted on the
+        monotonic clock, so nothing may change: no leader change, no early or hour-long
+        lock-delay (docs/lock-delay.md)."""
+        lead = self._leader()
+        if lead is None:
+            self.record("skip", step=step.index, kind=step.kind, reason="no leader")
+            return
+        offset = CLOCK_STEP_S if step.choice >= 0.5 else -CLOCK_STEP_S
+        self.record("start", step=step.index, kind=step.kind, target=lead, offset_s=offset)
+        try:
+            self.cluster.step_wall_clock(lead, offset)
+            self._sleep(step.duration)
+        finally:
+            self.cluster.step_wall_clock(lead, 0.0)
+        self.record("end", step=step.index, kind=step.kind, target=lead)
 
     def _f_churn(self, step: Step) -> None:
         """An election every `period`: pause the leader until another node leads, resume it."""
@@ -399,6 +447,12 @@ class Nemesis:
             except Exception as e:  # noqa: BLE001
                 self.record("error", kind="heal", error=repr(e))
         for i in range(len(self.cluster)):
+            try:
+                self.cluster.step_wall_clock(i, 0.0)
+                if getattr(self.cluster, "small_disks", False):
+                    self.cluster.free_disk(i)
+            except Exception as e:  # noqa: BLE001
+                self.record("error", kind="heal_node", node=i, error=repr(e))
             if self.cluster.is_paused(i):
                 self.cluster.resume(i)
             elif not self.cluster.is_running(i):

@@ -51,6 +51,7 @@ from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterable  # noqa: E402
 
 from lockd_cluster import checker  # noqa: E402
+from lockd_cluster.base import WALL_OFFSET_FILE  # noqa: E402
 from lockd_cluster.local import LocalCluster  # noqa: E402
 from lockd_cluster.nemesis import Nemesis, plan, steps_to_json  # noqa: E402
 from lockd_cluster.workloads import (  # noqa: E402
@@ -58,7 +59,8 @@ from lockd_cluster.workloads import (  # noqa: E402
 
 __all__ = ["BOUNDS", "SOAK_FAULTS", "proc_sample", "disk_sample", "leak_verdict", "run", "main"]
 
-SOAK_FAULTS = ["kill_node", "kill_leader", "pause_node", "pause_leader", "pause_follower"]
+SOAK_FAULTS = ["kill_node", "kill_leader", "pause_node", "pause_leader", "pause_follower",
+               "clock_step"]
 
 # Growth allowed between the first and last third's medians: (absolute, relative to the first
 # third's median). RSS: CPython keeps freed arenas and gRPC grows its buffers up to the
@@ -337,7 +339,8 @@ def run(*, seed: int, minutes: float, out: Path, clients: int = 4, rate: float =
         "min_span_s": min_span, "ttl": ttl, "availability_mode": availability,
         "bounds": {k: {"absolute": a, "relative": r} for k, (a, r) in BOUNDS.items()},
         "starvation_window_s": STARVATION_WINDOW_S}
-    cluster = LocalCluster(3, out / "cluster")
+    cluster = LocalCluster(3, out / "cluster",
+                           extra_args=["--wall-clock-offset-file", WALL_OFFSET_FILE])
     ctx = Ctx(cluster=cluster, out=out, seed=seed, duration=duration, ttl=ttl,
               clients=clients, echo=echo, availability=availability)
     pool = Pool(ctx)

@@ -1095,7 +1095,7 @@ def run_lockset(ctx: Ctx) -> dict:
 
 MUTEX_KINDS = ["kill_leader", "kill_node", "pause_leader", "pause_node", "restart_all",
                "pause_client", "pause_holder", "kill_client", "isolate_client", "churn",
-               "partition_halves", "isolate_node", "isolate_leader"]
+               "partition_halves", "isolate_node", "isolate_leader", "disk_full", "clock_step"]
 
 
 def run_mutex(ctx: Ctx) -> dict:
@@ -1551,6 +1551,10 @@ WORKLOADS: dict[str, Callable[[Ctx], dict]] = {
     "durability": run_durability,
     "knows_first": run_knows_first,
 }
+
+# The nemesis mix of the workloads that run one (the chaos runner mounts small disks for a
+# mix with disk_full).
+WORKLOAD_KINDS: dict[str, list[str]] = {"lockset": LOCKSET_KINDS, "mutex": MUTEX_KINDS}
 
 
 if __name__ == "__main__":

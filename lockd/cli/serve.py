@@ -35,7 +35,7 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
                  log_level: str, grpc_advertise_address: str = "", fsync: bool | None = None,
                  metrics_address: str = "", config: str | None = None,
                  join: bool = False, min_free_space: str = "256M",
-                 **security: Any) -> NodeConfig:
+                 wall_clock_offset_file: str = "", **security: Any) -> NodeConfig:
     """NodeConfig from `lockd serve` flags; CliError (exit 2) naming the flag if invalid.
 
     `config` (the --config file) was already merged by click as the defaults layer.
@@ -63,6 +63,7 @@ def build_config(*, raft_address: str, grpc_address: str, peers: str, data_dir: 
             log_level=log_level.lower(),
             join=join,
             min_free_bytes=min_free,
+            wall_clock_offset_file=(wall_clock_offset_file or "").strip(),
             **security,
         ).validate()
     except ConfigError as e:
@@ -174,6 +175,10 @@ or failed, 2 usage or configuration error.
                    "check). Below it the node refuses to start, or, running, the cluster "
                    "refuses new sessions and grants (NO_SPACE) until space returns; releases "
                    "and keepalives go on. See docs/operations.md, \"A full disk\".")
+@click.option("--wall-clock-offset-file", envvar="LOCKD_WALL_CLOCK_OFFSET_FILE", default="",
+              metavar="FILE", hidden=True,
+              help="Fault tests only: offset this node's wall clock by the seconds written in "
+                   "FILE (relative to --data-dir). See docs/testing.md, clock_step.")
 @click.option("--raft-password-file", envvar="LOCKD_RAFT_PASSWORD_FILE", show_envvar=True,
               metavar="FILE", help="File holding the cluster password that encrypts Raft "
                                    "traffic (required without --dev).")
