@@ -38,7 +38,7 @@ import pysyncobj.syncobj as psyncobj
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from . import datadir
+from . import datadir, journal_space
 
 from .commands import (
     Barrier,
@@ -262,6 +262,9 @@ def _durable_atomic_replace(old_path, new_path):
         datadir.fsync_dir(os.path.dirname(os.path.abspath(new_path)))
     return result
 
+
+# The journal file grows into allocated space, never into a hole (a SIGBUS on a full disk).
+journal_space.install()
 
 # `createJournal` is imported by name into pysyncobj.syncobj: patch it there (notes §10.3).
 _stock_create_journal = pj.createJournal

@@ -28,6 +28,7 @@ from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
 from .admin_service import AdminService  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
+from . import journal_space  # noqa: E402
 from .clock import (  # noqa: E402
     Clock, OffsetFileWallClock, SystemClock, SystemWallClock, WallClock)
 from .config import ConfigError, NodeConfig  # noqa: E402
@@ -497,6 +498,17 @@ def startup_space_problem(config: NodeConfig) -> str | None:
     return None
 
 
+def _journal_out_of_space(path: str, error: OSError) -> None:
+    """The disk filled faster than the free-space check could refuse writes (lockd/disk.py)
+    and the Raft journal cannot grow: exit with one line and EXIT_NO_SPACE rather than run on
+    without a journal. Nothing is half-written: the journal had not stored the entry."""
+    msg = (f"the Raft journal {path} cannot grow: {error.strerror or error}; free space on "
+           f"its filesystem and start again")
+    log.error("journal_no_space", path=path, error=str(error))
+    print(f"lockd: error: {msg}", file=sys.stderr, flush=True)
+    os._exit(EXIT_NO_SPACE)
+
+
 def run_node(config: NodeConfig) -> int:
     """Run one node in the foreground until SIGTERM/SIGINT; return the exit code."""
     configure_logging(config.log_format, config.log_level)
@@ -506,6 +518,7 @@ def run_node(config: NodeConfig) -> int:
         log.error("node_start_failed", data_dir=config.data_dir, error=short)
         print(f"lockd: error: {short}", file=sys.stderr, flush=True)
         return EXIT_NO_SPACE
+    journal_space.set_no_space_handler(_journal_out_of_space)
 
     async def main() -> int:
         node = LockdNode(config)

@@ -97,3 +97,55 @@ def test_a_member_short_of_space_stops_new_grants_cluster_wide_until_space_retur
         assert all(c.is_running(i) for i in range(3))
     finally:
         c.stop()
+
+
+def test_a_disk_filled_past_the_check_ends_the_node_with_one_line_not_a_sigbus(tmp_path, small_fs):
+    """The journal grows into space it has allocated (lockd/journal_space.py): when a disk
+    fills faster than the free-space check (here: the check off, the disk filled by another
+    process), the node exits 6 with one `lockd: error:` line, where the stock mmap growth
+    died of SIGBUS with no word."""
+    data = small_fs(tmp_path / "tiny", "24M")
+    grpc_port, raft_port = free_ports(2)
+    err = open(tmp_path / "stderr", "w+")
+    node = subprocess.Popen(
+        [sys.executable, "-m", "lockd", "serve", "--dev", "--raft-address",
+         f"127.0.0.1:{raft_port}", "--grpc-address", f"127.0.0.1:{grpc_port}",
+         "--data-dir", str(data), "--min-free-space", "0"],
+        stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+    try:
+        c = lockd_client.connect(f"127.0.0.1:{grpc_port}", timeout=5)
+        try:
+            s = wait_until(lambda: _try_session(c), 30, interval=0.2)
+            st = os.statvfs(data)                    # another process fills the disk
+            with open(data / "ballast", "wb") as f:
+                os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize - (64 << 10))
+            value = b"v" * 1000
+            for n in range(20000):                   # each entry ~1 KiB: the journal must grow
+                if node.poll() is not None:
+                    break
+                try:
+                    lk = s.lock(f"fill/{n % 64}", value=value)
+                    lk.acquire(timeout=2)
+                    lk.release()
+                except lockd_client.LockdError:
+                    pass
+            rc = node.wait(timeout=30)
+        finally:
+            c.close()
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait(10)
+        err.seek(0)
+        stderr = err.read()
+        err.close()
+    assert rc == 6, (rc, stderr[-2000:])
+    lines = [line for line in stderr.splitlines() if line.startswith("lockd: error:")]
+    assert len(lines) == 1 and "journal" in lines[0], stderr[-2000:]
+
+
+def _try_session(c):
+    try:
+        return c.session(ttl=10)
+    except lockd_client.LockdError:
+        return None
