@@ -41,8 +41,8 @@ Exit codes:
   2    usage or configuration error (bad flag, bad LOCKD_* variable)
   3    cluster unavailable (no node or leader answered in time)
   4    lock: --wait ran out before the lock was granted
-  5    lock: the session or the lock was lost (sessions kill, locks release
-       --force; while CMD ran: CMD got SIGTERM, then SIGKILL)
+  5    lock: the session was lost, or the lock force-released (while CMD ran:
+       CMD got SIGTERM, then SIGKILL)
   N    lock: CMD's own exit status (128+S if CMD died of signal S)
   126  lock: CMD is not executable;  127: CMD not found
   130  lock: interrupted by Ctrl-C while no CMD ran (128+S for signal S)

@@ -281,7 +281,9 @@ def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
         # the session and grant the lock to someone else: stop CMD now. A force-release by an
         # operator has already freed the lock (the next holder's token fences ours): stop CMD
         # just as fast.
-        if lost.is_set():
+        # The lock's `lost` is set before the session's listeners run: ask the session itself
+        # whether it ended (it did, for a kill or an expiry) or only this grant went.
+        if lost.is_set() or lk.session.state.terminal:
             warn(f"session lost while holding {name!r}: sending SIGTERM to the command "
                  f"(SIGKILL in {kill_grace:g}s)")
         else:

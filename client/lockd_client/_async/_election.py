@@ -43,6 +43,7 @@ class Election:
     def __init__(self, session: "Session", name: str, *, value: bytes | str = b"",
                  lock_delay: float = 0.0) -> None:
         self._lock = Lock(session, name, value=value, lock_delay=lock_delay)
+        self._lock._subject = self      # callbacks are given the election
         self._transport: Transport = session._transport
         self.name = name
 
@@ -76,12 +77,13 @@ class Election:
         return self._lock.revoke_requested
 
     def on_lost(self, callback) -> None:
-        """Call `callback(lock)` when leadership is lost (session ended, or an operator
+        """Call `callback(election)` when leadership is lost (session ended, or an operator
         force-released the lock); the rules of `Lock.on_lost`."""
         self._lock.on_lost(callback)
 
     def on_revoke(self, callback) -> None:
-        """Call `callback(lock)` when someone asks this leader to step down (`Lock.on_revoke`)."""
+        """Call `callback(election)` when someone asks this leader to step down (the rules of
+        `Lock.on_revoke`)."""
         self._lock.on_revoke(callback)
 
     def leading(self) -> bool:
