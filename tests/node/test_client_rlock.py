@@ -177,3 +177,41 @@ async def _take_and_release(rl) -> int:
     token = rl.token
     await rl.release()
     return token
+
+
+def test_rlock_hears_revocation_and_forced_release_and_frees_the_gate_after_a_loss(client):
+    with client.session(ttl=3) as s:
+        rl = s.rlock("rl/glass")
+        revoked: list = []
+        lost: list = []
+        rl.on_revoke(revoked.append)
+        rl.on_lost(lost.append)
+        assert rl.acquire() and rl.acquire()
+        token = rl.token
+        client.revoke("rl/glass")
+        assert rl.revoke_requested.wait(10) and revoked == [rl]
+        assert rl.locked() and rl.count == 2
+        client.force_release("rl/glass", tokens=[token])
+        assert rl.lost.wait(10) and lost == [rl]
+        assert not rl.locked() and rl.token is None
+        with pytest.raises(RuntimeError, match="lost while held"):
+            rl.acquire()
+        rl.release()                     # every `with` level still exits cleanly
+        assert rl.owned() and not rl.locked()
+        rl.release()
+        assert not rl.owned()
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            rl.release()
+        # The gate is free again: another thread takes a fresh grant, events cleared.
+        box: dict = {}
+
+        def other():
+            box["ok"] = rl.acquire(timeout=10)
+            box["token"] = rl.token
+            box["flags"] = (rl.lost.is_set(), rl.revoke_requested.is_set())
+            rl.release()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(20)
+        assert box["ok"] is True and box["token"] > token and box["flags"] == (False, False)

@@ -1,7 +1,8 @@
 """`MultiLock`: several locks taken atomically (all or none) with one AcquireMany request.
 
 `s.lock_many(["a", "b"])` returns a handle with the shape of `Lock` (`acquire`, `release`,
-`locked`, `with`, `lost`, `revoke_requested`) whose `tokens` maps each name to the fencing token of its grant.
+`locked`, `with`, `lost`, `revoke_requested`) whose `tokens` maps each name to the fencing
+token of its grant.
 A blocking acquire waits in every named queue at once and is granted all of them together
 when it heads every queue (docs/multi-lock.md). The retry protocol is `Lock`'s, with
 `_requests.AcquireManyCall` for the requests; a withdrawal by request id takes back the whole

@@ -101,7 +101,7 @@ class Lock:
         self.revoke_requested = Event()
         self._lost_callbacks: list[Any] = []
         self._revoke_callbacks: list[Any] = []
-        self._subject: Any = self       # what the callbacks are given (an RLock's own handle: the RLock)
+        self._subject: Any = self       # what callbacks get (an RLock's or Election's handle: it)
         self._mu = Mutex()
         self._token: int | None = None
         self._busy = False
@@ -538,8 +538,8 @@ class RLock:
     `acquire(blocking=True, timeout=-1) -> bool`, `release()`, `locked()`, `with`/`async
     with` (waits `timeout`, raises LockTimeout), and `token`, `count`, `lost`,
     `revoke_requested`, `on_lost(cb)`, `on_revoke(cb)` as on `Lock` (callbacks get the
-    RLock). If the grant is lost while held, re-entering raises RuntimeError: release every
-    hold first, then acquire anew.
+    RLock). If the grant is lost while held, re-entering raises RuntimeError; each release
+    still gives back one hold (nothing is sent), and the last lets the next holder in.
     """
 
     def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
@@ -663,6 +663,11 @@ class RLock:
             h = self._handle
             if h is None or self._owner is not me:
                 raise RuntimeError(f"cannot release un-acquired rlock {self.name!r}")
+            if h.lost.is_set() and h._count > 1:
+                # The grant is gone already: count the holds down here, so that every
+                # `with` level still exits cleanly; the last one lets the next holder in.
+                h._count -= 1
+                return
         try:
             h.release()
         finally:
