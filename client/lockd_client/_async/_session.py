@@ -422,7 +422,7 @@ class Session:
 
         Other threads (tasks) of this session wait for it as they would for another
         session's lock. One RLock per name and session: asking again returns the same
-        object (ValueError if with other options while it is in use).
+        object while it is referenced (ValueError if asked with other options).
         """
         self._check_usable()
         with self._mu:
