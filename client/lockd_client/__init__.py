@@ -29,8 +29,8 @@ from ._errors import (
 from ._keepalive import SessionState
 from ._state import ClientState
 from ._streams import Leader, WatchEvent
-from ._sync import (Election, LockdClient, Lock, MultiLock, Observation, RWLock, Session, Watch,
-                    connect)
+from ._sync import (Election, LockdClient, Lock, MultiLock, Observation, RLock, RWLock, Session,
+                    Watch, connect)
 from ._tls import TLSConfig
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Session",
     "SessionState",
     "Lock",
+    "RLock",
     "RWLock",
     "MultiLock",
     "Election",

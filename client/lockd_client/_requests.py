@@ -104,6 +104,10 @@ __all__ = [
     "get_session_request",
     "keepalive_request",
     "decode_leases",
+    "NOTICE_REVOKE_REQUESTED",
+    "NOTICE_FORCE_RELEASED",
+    "Notice",
+    "decode_notices",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -816,6 +820,35 @@ def keepalive_request(seq: int, session_ids: Sequence[str]) -> lockd_pb2.KeepAli
 def decode_leases(resp: lockd_pb2.KeepAliveResponse) -> list[Lease]:
     """The leases of a keepalive answer, in seconds, for `KeepaliveSchedule.on_ack`."""
     return [Lease(l.session_id, l.ttl_ms / 1000.0, l.expired) for l in resp.leases]
+
+
+NOTICE_REVOKE_REQUESTED = lockd_pb2.NOTICE_KIND_REVOKE_REQUESTED
+"""An operator (or another client) asked the holder to give the lock up (docs/break-glass.md)."""
+NOTICE_FORCE_RELEASED = lockd_pb2.NOTICE_KIND_FORCE_RELEASED
+"""An operator freed the lock: the grant with this token is gone (docs/break-glass.md)."""
+
+
+class Notice(NamedTuple):
+    """What an operator did to one of a session's grants, as a keepalive answer reports it."""
+
+    kind: int      # NOTICE_REVOKE_REQUESTED or NOTICE_FORCE_RELEASED (others are ignored)
+    name: str
+    token: int
+
+
+def decode_notices(resp: lockd_pb2.KeepAliveResponse) -> dict[str, list[Notice]]:
+    """{session id: its notices} of a keepalive answer, for the sessions that have any.
+
+    The server repeats a notice on every keepalive until the session ends (or newer ones push
+    it out), so the receiver must act on each (kind, name, token) once.
+    """
+    out: dict[str, list[Notice]] = {}
+    for lease in resp.leases:
+        if lease.notices:
+            out[lease.session_id] = [Notice(n.kind, n.name, n.token) for n in lease.notices
+                                     if n.kind in (NOTICE_REVOKE_REQUESTED,
+                                                   NOTICE_FORCE_RELEASED)]
+    return out
 
 
 # ---------------------------------------------------------------------- watch and elections

@@ -25,7 +25,7 @@ EXIT_ERROR = 1            # any other error
 EXIT_USAGE = 2            # bad flag, bad configuration
 EXIT_UNAVAILABLE = 3      # no node (or no leader) answered in time
 EXIT_WAIT_TIMEOUT = 4     # `lock --wait` ran out before the grant
-EXIT_SESSION_LOST = 5     # `lock`: the session was lost while CMD ran (CMD was terminated)
+EXIT_SESSION_LOST = 5     # `lock`: the session (or a force-released lock) was lost while CMD ran
 EXIT_NO_SPACE = 6         # `serve`: the data dir's filesystem is below --min-free-space
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
@@ -41,7 +41,8 @@ Exit codes:
   2    usage or configuration error (bad flag, bad LOCKD_* variable)
   3    cluster unavailable (no node or leader answered in time)
   4    lock: --wait ran out before the lock was granted
-  5    lock: the session was lost (while CMD ran: CMD got SIGTERM, then SIGKILL)
+  5    lock: the session was lost, or the lock force-released (while CMD ran:
+       CMD got SIGTERM, then SIGKILL)
   N    lock: CMD's own exit status (128+S if CMD died of signal S)
   126  lock: CMD is not executable;  127: CMD not found
   130  lock: interrupted by Ctrl-C while no CMD ran (128+S for signal S)

@@ -1,7 +1,9 @@
-"""`lockd lock NAME -- CMD`: run a command while holding a lock, and stop it if the session is lost.
+"""`lockd lock NAME -- CMD`: run a command while holding a lock, and stop it if the lock is lost.
 
 CMD runs in its own process group (`lockd.local.procs`: parent-death signal, group signals);
-signals are forwarded to it, and its exit status becomes lockd's.
+signals are forwarded to it, and its exit status becomes lockd's. The lock is lost when the
+session is (LOST, EXPIRED: e.g. `lockd sessions kill`) or when an operator force-releases it;
+a revocation request (`lockd locks revoke`) becomes `--revoke-signal` to CMD's group.
 """
 
 from __future__ import annotations
@@ -56,6 +58,43 @@ def _exit_status(rc: int) -> int:
     return rc if rc >= 0 else EXIT_SIGNAL_BASE - rc
 
 
+def parse_signal(text: str) -> int | None:
+    """A signal given by name (`TERM`, `SIGUSR1`, any case) or number; None for `none`.
+
+    Raises ValueError with a message for people.
+    """
+    t = text.strip().upper()
+    if t in ("NONE", "OFF", "0"):
+        return None
+    if t.isdigit():
+        try:
+            return int(signal.Signals(int(t)))
+        except ValueError:
+            raise ValueError(f"no signal number {t}") from None
+    name = t if t.startswith("SIG") else f"SIG{t}"
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {text!r} (use a name such as TERM, USR1, HUP, "
+                         "a number, or none)") from None
+
+
+class _SignalParam(click.ParamType):
+    name = "SIGNAL"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        try:
+            return parse_signal(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+def _signal_name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
 def _client_name() -> str:
     """Who holds the lock, for `lockd locks`: user, host and pid (<= 128 bytes)."""
     try:
@@ -78,21 +117,28 @@ def _client_name() -> str:
               help="Text attached to the grant (<= 1 KiB), shown by `lockd locks`.")
 @click.option("--kill-grace", envvar="LOCKD_KILL_GRACE", show_envvar=True,
               type=click.FloatRange(0, 600), default=5.0, show_default=True, metavar="SECONDS",
-              help="After the session is lost: time between SIGTERM and SIGKILL to CMD.")
+              help="After the lock is lost: time between SIGTERM and SIGKILL to CMD.")
+@click.option("--revoke-signal", envvar="LOCKD_REVOKE_SIGNAL", show_envvar=True,
+              type=_SignalParam(), default="TERM", show_default=True,
+              help="Sent to CMD's group when someone asks for the lock (`lockd locks "
+                   "revoke`): a name (TERM, USR1, HUP...), a number, or none to ignore.")
 @endpoints_option()
 @click.pass_context
 def lock(ctx: click.Context, name: str, command: tuple[str, ...], ttl: float,
          wait: float | None, shared: bool, value: str | None, kill_grace: float,
-         endpoints: str | None) -> None:
+         revoke_signal: int | None, endpoints: str | None) -> None:
     """Run CMD while holding lock NAME; exit with CMD's status.
 
     \b
     CMD runs in its own process group with LOCKD_TOKEN (the fencing token) and LOCKD_LOCK
     (NAME) in its environment. SIGINT, SIGTERM and SIGHUP are forwarded to that group. The
-    lock is released when CMD exits. If the session is lost (keepalives unanswered for TTL,
-    or the cluster expired it), CMD's group gets SIGTERM at once, SIGKILL after --kill-grace,
-    and lockd exits 5. If lockd itself is killed, CMD gets SIGKILL (Linux parent-death
-    signal; it covers CMD itself, so `exec` long-running programs from shell wrappers).
+    lock is released when CMD exits. If the lock is lost (keepalives unanswered for TTL, the
+    cluster expired or an operator killed the session, or an operator force-released the
+    lock), CMD's group gets SIGTERM at once, SIGKILL after --kill-grace, and lockd exits 5.
+    If someone asks for the lock (`lockd locks revoke NAME`), CMD's group gets
+    --revoke-signal once (default SIGTERM; the lock stays held until CMD exits). If lockd
+    itself is killed, CMD gets SIGKILL (Linux parent-death signal; it covers CMD itself, so
+    `exec` long-running programs from shell wrappers).
 
     \b
     Example:  lockd lock --wait 30 jobs/nightly -- ./nightly.sh --full
@@ -103,7 +149,7 @@ def lock(ctx: click.Context, name: str, command: tuple[str, ...], ttl: float,
     with handle_signals(raise_interrupted):
         try:
             code = _run_locked(g, name, list(command), ttl=ttl, wait=wait, shared=shared,
-                               value=value, kill_grace=kill_grace)
+                               value=value, kill_grace=kill_grace, revoke_signal=revoke_signal)
         except KeyboardInterrupt as e:   # Interrupted, or SIGINT before our handler
             signum = getattr(e, "signum", signal.SIGINT)
             warn(f"interrupted by {signal.Signals(signum).name}")
@@ -112,13 +158,15 @@ def lock(ctx: click.Context, name: str, command: tuple[str, ...], ttl: float,
 
 
 def _run_locked(g: Globals, name: str, command: list[str], *, ttl: float, wait: float | None,
-                shared: bool, value: str | None, kill_grace: float) -> int:
+                shared: bool, value: str | None, kill_grace: float,
+                revoke_signal: int | None = signal.SIGTERM) -> int:
     """Open a session, take the lock, run CMD under it; returns lockd's exit status."""
     import lockd_client
 
     lost = threading.Event()          # the session is LOST or EXPIRED
     wake = threading.Event()          # something for the main loop to look at
     suspended = threading.Event()
+    revoked = threading.Event()       # someone asked for the lock (a REVOKE_REQUESTED notice)
 
     def on_state(state: lockd_client.SessionState) -> None:  # client thread: must not block
         if state in (lockd_client.SessionState.LOST, lockd_client.SessionState.EXPIRED):
@@ -134,13 +182,16 @@ def _run_locked(g: Globals, name: str, command: list[str], *, ttl: float, wait: 
         try:
             session.add_listener(on_state)
             lk = session.lock(name, shared=shared, value=value or b"")
+            lk.on_lost(lambda _lock: wake.set())      # also a force-release: lk.lost is set
+            lk.on_revoke(lambda _lock: (revoked.set(), wake.set()))
             if not lk.acquire(blocking=True, timeout=-1 if wait is None else wait):
                 raise CliError(f"timed out after {wait:g}s waiting for lock {name!r}",
                                EXIT_WAIT_TIMEOUT)
-            if lost.is_set():
+            if lost.is_set() or lk.lost.is_set():
                 raise CliError(f"session lost right after {name!r} was granted",
                                EXIT_SESSION_LOST)
-            code = _supervise(lk, name, command, lost, wake, suspended, kill_grace)
+            code = _supervise(lk, name, command, lost, wake, suspended, kill_grace,
+                              revoked=revoked, revoke_signal=revoke_signal)
             if code != EXIT_SESSION_LOST:
                 try:
                     lk.release()
@@ -153,8 +204,11 @@ def _run_locked(g: Globals, name: str, command: list[str], *, ttl: float, wait: 
 
 
 def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
-               wake: threading.Event, suspended: threading.Event, kill_grace: float) -> int:
-    """Start CMD holding `lk`, forward signals, watch the session; returns the exit status."""
+               wake: threading.Event, suspended: threading.Event, kill_grace: float, *,
+               revoked: threading.Event | None = None,
+               revoke_signal: int | None = signal.SIGTERM) -> int:
+    """Start CMD holding `lk`, forward signals, watch the session and the lock; returns the
+    exit status."""
     from lockd.local.procs import die_with_parent, group_alive, signal_group
 
     pgid: int | None = None
@@ -198,12 +252,23 @@ def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
         threading.Thread(target=reap, name="lockd-lock-reaper", daemon=True).start()
 
         warned = False
+        revoke_handled = False
+        token = lk.token
         with _foreground(pgid):
             while not done.is_set():
                 wake.wait(0.5)
                 wake.clear()
-                if lost.is_set() and not done.is_set():
+                if (lost.is_set() or lk.lost.is_set()) and not done.is_set():
                     break
+                if revoked is not None and revoked.is_set() and not revoke_handled:
+                    revoke_handled = True
+                    if revoke_signal is None:
+                        warn(f"revoke requested for {name!r} (token {token}): ignored "
+                             "(--revoke-signal none)")
+                    else:
+                        warn(f"revoke requested for {name!r} (token {token}): sending "
+                             f"{_signal_name(revoke_signal)} to the command")
+                        signal_group(pgid, revoke_signal)
                 if suspended.is_set() and not warned:
                     warn(f"warning: keepalives overdue; {name!r} may be lost soon")
                     warned = True
@@ -212,10 +277,18 @@ def _supervise(lk: Any, name: str, command: list[str], lost: threading.Event,
         if done.is_set():
             return _exit_status(proc.returncode)
 
-        # Session lost while CMD runs. The client reports LOST before the cluster can expire
-        # the session and grant the lock to someone else: stop CMD now.
-        warn(f"session lost while holding {name!r}: sending SIGTERM to the command "
-              f"(SIGKILL in {kill_grace:g}s)")
+        # Lock lost while CMD runs. The client reports LOST before the cluster can expire
+        # the session and grant the lock to someone else: stop CMD now. A force-release by an
+        # operator has already freed the lock (the next holder's token fences ours): stop CMD
+        # just as fast.
+        # The lock's `lost` is set before the session's listeners run: ask the session itself
+        # whether it ended (it did, for a kill or an expiry) or only this grant went.
+        if lost.is_set() or lk.session.state.terminal:
+            warn(f"session lost while holding {name!r}: sending SIGTERM to the command "
+                 f"(SIGKILL in {kill_grace:g}s)")
+        else:
+            warn(f"lock {name!r} was force-released by an operator (token {token} is stale): "
+                 f"sending SIGTERM to the command (SIGKILL in {kill_grace:g}s)")
         signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + kill_grace
         done.wait(kill_grace)

@@ -257,3 +257,17 @@ def test_grpc_advertise_address_is_what_the_node_publishes():
     assert build_config(raft_address="127.0.0.1:7101", grpc_address="127.0.0.1:7002", peers="",
                         data_dir="d", dev=True, raft_password_file=None, default_ttl=10.0,
                         log_format="console", log_level="info").advertised_grpc == "127.0.0.1:7002"
+
+
+@pytest.mark.parametrize("text, want", [
+    ("TERM", 15), ("sigterm", 15), ("USR1", 10), ("SIGHUP", 1), ("2", 2),
+    ("none", None), ("NONE", None), ("0", None),
+])
+def test_lock_revoke_signal_accepts_names_numbers_and_none(text, want):
+    assert cli_lock.parse_signal(text) == want
+
+
+@pytest.mark.parametrize("text", ["BOGUS", "SIGNOPE", "999", ""])
+def test_lock_revoke_signal_refuses_what_is_not_a_signal(text):
+    with pytest.raises(ValueError):
+        cli_lock.parse_signal(text)

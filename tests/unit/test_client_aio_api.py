@@ -15,7 +15,8 @@ import lockd_client
 import lockd_client.aio as aio
 
 PUBLIC = {
-    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock", "MultiLock",
+    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RLock", "RWLock",
+    "MultiLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
     "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
     "ResourceExhaustedError", "PermissionDeniedError", "TLSConfig", "MembershipError",

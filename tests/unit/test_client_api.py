@@ -11,7 +11,8 @@ import pytest
 import lockd_client
 
 PUBLIC = {
-    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RWLock", "MultiLock",
+    "connect", "LockdClient", "ClientState", "Session", "SessionState", "Lock", "RLock", "RWLock",
+    "MultiLock",
     "LockdError", "InvalidRequestError", "SessionExpiredError", "NotHolderError",
     "AlreadyHeldError", "ModeConflictError", "DeadlockError", "LockTimeout", "ClusterUnavailableError",
     "ResourceExhaustedError", "PermissionDeniedError", "TLSConfig", "MembershipError",

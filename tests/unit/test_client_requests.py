@@ -360,3 +360,17 @@ def test_an_open_that_used_over_half_the_lease_is_dropped():
 
     assert not open_took_too_long(10.0, 12.0, ttl=5.0)
     assert open_took_too_long(10.0, 12.6, ttl=5.0)
+
+
+def test_decode_notices_groups_known_notices_by_session_and_skips_unknown_kinds():
+    resp = lockd_pb2.KeepAliveResponse(seq=3, leases=[
+        lockd_pb2.SessionLease(session_id="a", ttl_ms=1000, notices=[
+            lockd_pb2.LockNotice(kind=lockd_pb2.NOTICE_KIND_REVOKE_REQUESTED, name="x", token=4),
+            lockd_pb2.LockNotice(kind=lockd_pb2.NOTICE_KIND_UNSPECIFIED, name="x", token=4),
+            lockd_pb2.LockNotice(kind=lockd_pb2.NOTICE_KIND_FORCE_RELEASED, name="y", token=5),
+        ]),
+        lockd_pb2.SessionLease(session_id="b", ttl_ms=1000),
+    ])
+    assert rq.decode_notices(resp) == {"a": [
+        rq.Notice(rq.NOTICE_REVOKE_REQUESTED, "x", 4), rq.Notice(rq.NOTICE_FORCE_RELEASED, "y", 5)]}
+    assert rq.decode_notices(lockd_pb2.KeepAliveResponse(seq=1)) == {}

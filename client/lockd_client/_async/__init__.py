@@ -3,7 +3,7 @@
 
 Layers: `_transport.Transport` (channels, routing, retries, calls, the keepalive stream,
 background work) under `_client.LockdClient`, `_session.Session` (+ its keepalive driver),
-`_lock.Lock`/`RWLock`, `_multilock.MultiLock`, `_election.Election`, `_watch.Watch`; what
+`_lock.Lock`/`RLock`/`RWLock`, `_multilock.MultiLock`, `_election.Election`, `_watch.Watch`; what
 differs between asyncio and threads is `_primitives.py`, hand-written in each package.
 """
 
@@ -14,12 +14,12 @@ from typing import Sequence
 from .._tls import TLSConfig
 from ._client import LockdClient
 from ._election import Election
-from ._lock import Lock, RWLock
+from ._lock import Lock, RLock, RWLock
 from ._multilock import MultiLock
 from ._session import Session
 from ._watch import Observation, Watch
 
-__all__ = ["connect", "LockdClient", "Session", "Lock", "RWLock", "MultiLock", "Election",
+__all__ = ["connect", "LockdClient", "Session", "Lock", "RLock", "RWLock", "MultiLock", "Election",
            "Watch", "Observation"]
 
 

@@ -43,6 +43,7 @@ class Election:
     def __init__(self, session: "Session", name: str, *, value: bytes | str = b"",
                  lock_delay: float = 0.0) -> None:
         self._lock = Lock(session, name, value=value, lock_delay=lock_delay)
+        self._lock._subject = self      # callbacks are given the election
         self._transport: Transport = session._transport
         self.name = name
 
@@ -65,8 +66,25 @@ class Election:
 
     @property
     def lost(self) -> Event:
-        """Set when the session ends (LOST/EXPIRED) while leading: stop acting as leader."""
+        """Set when the session ends (LOST/EXPIRED) while leading, or an operator
+        force-releases the lock: stop acting as leader."""
         return self._lock.lost
+
+    @property
+    def revoke_requested(self) -> Event:
+        """Set when someone asks the leader to step down (`lockd locks revoke NAME`): resign
+        when it is safe to (docs/break-glass.md). Cleared when this handle leads again."""
+        return self._lock.revoke_requested
+
+    def on_lost(self, callback) -> None:
+        """Call `callback(election)` when leadership is lost (session ended, or an operator
+        force-released the lock); the rules of `Lock.on_lost`."""
+        self._lock.on_lost(callback)
+
+    def on_revoke(self, callback) -> None:
+        """Call `callback(election)` when someone asks this leader to step down (the rules of
+        `Lock.on_revoke`)."""
+        self._lock.on_revoke(callback)
 
     def leading(self) -> bool:
         """True while this session leads and its lease is still running (as `Lock.locked()`)."""

@@ -3,7 +3,13 @@
 A `Lock` has `threading.Lock`'s shape (`acquire(blocking=True, timeout=-1) -> bool`,
 `release()`, `locked()`, a context manager; awaited in asyncio), plus `token`, `lost`, `value`, `name`.
 No thread or task per lock: a blocking acquire is one long Acquire call that the server
-answers when it grants.
+answers when it grants. `RLock` (`Session.rlock`) is re-entrant for the calling thread or task.
+
+Break-glass notices (docs/break-glass.md). The session's keepalive answers carry what operators
+did to its grants; the keepalive driver hands them to the held handles (`_on_notice`). A
+revocation request sets `revoke_requested` and runs the `on_revoke` callbacks (the lock stays
+held: giving it up is the holder's decision); a forced release is a loss: `lost` is set and
+the `on_lost` callbacks run, as when the session ends, and the token is stale from then on.
 
 Acquire protocol (retry safety, DESIGN §1.7). Every `acquire()` call picks a fresh
 `request_id` and keeps it across retries of that call: after an ambiguous failure
@@ -36,12 +42,13 @@ import grpc
 from .. import _requests as rq
 from .._errors import LockdError, LockTimeout, NotHolderError, SessionExpiredError
 from .._requests import MAX_WAIT, AcquireCall, Next, ReleaseMode
-from ._primitives import Cancelled, Event, Mutex, wait_event
+from ._primitives import (Cancelled, Event, Gate, Mutex, call_listener, current_owner,
+                          wait_event)
 
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["Lock", "RWLock", "MAX_WAIT"]
+__all__ = ["Lock", "RLock", "RWLock", "MAX_WAIT"]
 
 log = logging.getLogger("lockd.client")
 
@@ -64,7 +71,10 @@ class Lock:
     anyone for that long after this session EXPIRES while holding it (never after release or
     close; docs/lock-delay.md). Attributes: `name`, `value` (bytes shown to readers), `shared`,
     `permits`, `token` (the fencing token of the current grant, None when not held), `count`
-    (holds of this handle), `lost` (an Event set when the session ends while this lock is held).
+    (holds of this handle), `lost` (an Event set when the session ends while this lock is held,
+    or when an operator force-releases the grant), `revoke_requested` (an Event set when
+    someone asks the holder to give the lock up: `lockd locks revoke`; cleared by the next
+    grant). `on_lost(cb)` and `on_revoke(cb)` register callbacks for the same two moments.
     """
 
     _many = False   # MultiLock: AcquireMany
@@ -86,6 +96,10 @@ class Lock:
         self.permits = permits
         self.timeout = timeout
         self.lost = Event()
+        self.revoke_requested = Event()
+        self._lost_callbacks: list[Any] = []
+        self._revoke_callbacks: list[Any] = []
+        self._subject: Any = self       # what callbacks get (an RLock's or Election's handle: it)
         self._mu = Mutex()
         self._token: int | None = None
         self._busy = False
@@ -123,6 +137,73 @@ class Lock:
             return False
         return not self.lost.is_set()
 
+    # ------------------------------------------------------------------ loss and notices
+
+    def on_lost(self, callback: Any) -> None:
+        """Call `callback(lock)` when a grant of this handle is lost: its session ended
+        (LOST/EXPIRED/CLOSED) or an operator force-released it (docs/break-glass.md).
+
+        Runs in the keepalive worker right after `lost` is set, before the session's
+        listeners: it must return quickly, must not block or call the cluster (asyncio: an
+        awaitable it returns runs as a background task). Exceptions are logged and swallowed.
+        """
+        with self._mu:
+            self._lost_callbacks.append(callback)
+
+    def on_revoke(self, callback: Any) -> None:
+        """Call `callback(lock)` when someone asks this handle's holder to give the lock up
+        (`lockd locks revoke`, `LockdClient.revoke`; docs/break-glass.md).
+
+        The lock stays held; release it when it is safe to. Fires once per grant (a second
+        request for the same grant is not repeated), after `revoke_requested` is set. Same
+        rules as `on_lost`: quick, non-blocking, exceptions logged and swallowed.
+        """
+        with self._mu:
+            self._revoke_callbacks.append(callback)
+
+    def _holds_grant(self, name: str, token: int) -> bool:
+        """Is (name, token) this handle's current grant? (MultiLock: one of its grants.)"""
+        return name == self.name and token == self._token
+
+    def _mark_lost(self) -> None:
+        """The grant is gone (session ended, or force-released): set `lost`, run callbacks.
+
+        Called by the keepalive driver with its lock held; once per grant.
+        """
+        with self._mu:
+            if self._token is None or self.lost.is_set():
+                return
+            self.lost.set()
+            callbacks = list(self._lost_callbacks)
+        self._run_callbacks(callbacks, "lost")
+
+    def _on_notice(self, notice: rq.Notice) -> None:
+        """Act on a break-glass notice of the session's keepalive answer (once per grant)."""
+        with self._mu:
+            if self.lost.is_set() or not self._holds_grant(notice.name, notice.token):
+                return
+            if notice.kind == rq.NOTICE_FORCE_RELEASED:
+                forced = True
+            elif notice.kind == rq.NOTICE_REVOKE_REQUESTED and not self.revoke_requested.is_set():
+                forced = False
+                self.revoke_requested.set()
+                callbacks = list(self._revoke_callbacks)
+            else:
+                return
+        if forced:
+            log.warning("lock_force_released lock=%s token=%d", notice.name, notice.token)
+            self._mark_lost()
+            return
+        log.info("lock_revoke_requested lock=%s token=%d", notice.name, notice.token)
+        self._run_callbacks(callbacks, "revoke")
+
+    def _run_callbacks(self, callbacks: list[Any], what: str) -> None:
+        for cb in callbacks:
+            try:
+                call_listener(cb, self._subject, self._transport.background)
+            except Exception:
+                log.exception("lock_callback_failed lock=%s on=%s", self.name, what)
+
     # ------------------------------------------------------------------ acquire
 
     async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -157,6 +238,7 @@ class Lock:
                 return True
             with self._mu:
                 self.lost.clear()
+                self.revoke_requested.clear()
                 self._token = token
                 self._count = 1
             if not self._session._register_grant(self):
@@ -436,3 +518,167 @@ class RWLock:
 
     def __iter__(self) -> Iterator[Lock]:
         raise TypeError("use rwlock.read() or rwlock.write()")
+
+
+class RLock:
+    """A lock re-entrant for the calling thread (asyncio: task), like `threading.RLock`.
+
+    Create with `Session.rlock(name)`; one session has one RLock per name (asking again
+    returns the same object). The thread (task) holding it may acquire it again: the same
+    token, one more hold (`count`), no waiting; it is freed when every hold was released.
+    Other threads (tasks) of the process wait: first here, in the process (lockd keeps one
+    holder per session, so they cannot queue on the server), then in the lock's queue on the
+    cluster with the time left. No owner argument: the holder is the calling thread (task),
+    sent to the server as the reentrant grant's `owner` (`thread-<ident>`, `task-<id>`;
+    docs/reentrancy.md). Only the holder may release (RuntimeError otherwise, as
+    `threading.RLock`).
+
+    `acquire(blocking=True, timeout=-1) -> bool`, `release()`, `locked()`, `with`/`async
+    with` (waits `timeout`, raises LockTimeout), and `token`, `count`, `lost`,
+    `revoke_requested`, `on_lost(cb)`, `on_revoke(cb)` as on `Lock` (callbacks get the
+    RLock). If the grant is lost while held, re-entering raises RuntimeError; each release
+    still gives back one hold (nothing is sent), and the last lets the next holder in.
+    """
+
+    def __init__(self, session: "Session", name: str, *, timeout: float | None = None,
+                 value: bytes | str = b"", lock_delay: float = 0.0) -> None:
+        rq.check_lock_args(name, timeout, False, 1)
+        rq.lock_options(False, None, lock_delay)
+        self._session = session
+        self.name = name
+        self.timeout = timeout
+        self.value = rq.as_bytes(value)
+        self.lock_delay = lock_delay
+        self.lost = Event()
+        self.revoke_requested = Event()
+        self._lost_callbacks: list[Any] = []
+        self._revoke_callbacks: list[Any] = []
+        self._gate = Gate()
+        self._mu = Mutex()
+        self._owner: Any = None          # the thread or task that holds it
+        self._handle: Lock | None = None  # that holder's reentrant Lock handle
+
+    def __repr__(self) -> str:
+        return f"<RLock {self.name!r} token={self.token} count={self.count}>"
+
+    def _options(self) -> tuple:
+        return (self.timeout, self.value, self.lock_delay)
+
+    @property
+    def session(self) -> "Session":
+        return self._session
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current grant; None when not held (or lost)."""
+        h = self._handle
+        return None if h is None else h.token
+
+    @property
+    def count(self) -> int:
+        """How many holds the holder has; 0 when not held."""
+        h = self._handle
+        return 0 if h is None else h.count
+
+    def locked(self) -> bool:
+        """True while some thread (task) of this session holds it and the lease runs."""
+        h = self._handle
+        return h is not None and h.locked()
+
+    def owned(self) -> bool:
+        """True if the calling thread (task) is the holder."""
+        me, _ = current_owner()
+        with self._mu:
+            return self._owner is me and self._handle is not None
+
+    def on_lost(self, callback: Any) -> None:
+        """As `Lock.on_lost`; `callback` gets this RLock."""
+        with self._mu:
+            self._lost_callbacks.append(callback)
+
+    def on_revoke(self, callback: Any) -> None:
+        """As `Lock.on_revoke`; `callback` gets this RLock."""
+        with self._mu:
+            self._revoke_callbacks.append(callback)
+
+    def _new_handle(self, owner_text: str) -> Lock:
+        h = Lock(self._session, self.name, value=self.value, reentrant=True, owner=owner_text,
+                 lock_delay=self.lock_delay)
+        # One set of events and callbacks across the holders' handles.
+        h.lost = self.lost
+        h.revoke_requested = self.revoke_requested
+        h._lost_callbacks = self._lost_callbacks
+        h._revoke_callbacks = self._revoke_callbacks
+        h._subject = self
+        return h
+
+    async def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Take the lock (or one more hold of it); True when held, False on timeout or busy.
+
+        The holder re-entering gets one more hold at once. Raises as `Lock.acquire`, and
+        RuntimeError if the holder re-enters a grant that was lost.
+        """
+        blocking, timeout = rq.normalize_acquire_args(blocking, timeout)
+        self._session._check_alive()
+        me, owner_text = current_owner()
+        with self._mu:
+            mine = self._handle if self._owner is me else None
+        if mine is not None:
+            if mine.lost.is_set():
+                raise RuntimeError(f"rlock {self.name!r} was lost while held; release every "
+                                   "hold before acquiring it again")
+            # Same session and owner: the server answers at once (same token, count + 1).
+            return await mine.acquire(blocking, timeout)
+        clock = self._session._transport.clock
+        deadline = None if timeout == -1 else clock.monotonic() + timeout
+        gate_timeout = 0.0 if not blocking else (None if deadline is None else timeout)
+        if not await self._gate.acquire(gate_timeout):
+            return False
+        try:
+            h = self._new_handle(owner_text)
+            if not blocking:
+                ok = await h.acquire(blocking=False)
+            else:
+                left = -1 if deadline is None else max(0.0, deadline - clock.monotonic())
+                ok = await h.acquire(blocking=True, timeout=left)
+        except BaseException:
+            self._gate.release()
+            raise
+        if not ok:
+            self._gate.release()
+            return False
+        with self._mu:
+            self._owner, self._handle = me, h
+        return True
+
+    async def release(self) -> None:
+        """Give one hold back; the last one releases the lock (as `Lock.release`).
+
+        Raises RuntimeError if the calling thread (task) does not hold it.
+        """
+        me, _ = current_owner()
+        with self._mu:
+            h = self._handle
+            if h is None or self._owner is not me:
+                raise RuntimeError(f"cannot release un-acquired rlock {self.name!r}")
+            if h.lost.is_set() and h._count > 1:
+                # The grant is gone already: count the holds down here, so that every
+                # `with` level still exits cleanly; the last one lets the next holder in.
+                h._count -= 1
+                return
+        try:
+            await h.release()
+        finally:
+            if h._token is None:     # the last hold: the grant is gone, let the next holder in
+                with self._mu:
+                    self._owner, self._handle = None, None
+                self._gate.release()
+
+    async def __aenter__(self) -> "RLock":
+        if not await self.acquire(timeout=-1 if self.timeout is None else self.timeout):
+            raise LockTimeout(f"rlock {self.name!r} not acquired within {self.timeout} s",
+                              reason="WAIT_TIMEOUT")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.release()

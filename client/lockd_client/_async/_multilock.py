@@ -1,7 +1,8 @@
 """`MultiLock`: several locks taken atomically (all or none) with one AcquireMany request.
 
 `s.lock_many(["a", "b"])` returns a handle with the shape of `Lock` (`acquire`, `release`,
-`locked`, `with`, `lost`) whose `tokens` maps each name to the fencing token of its grant.
+`locked`, `with`, `lost`, `revoke_requested`) whose `tokens` maps each name to the fencing
+token of its grant.
 A blocking acquire waits in every named queue at once and is granted all of them together
 when it heads every queue (docs/multi-lock.md). The retry protocol is `Lock`'s, with
 `_requests.AcquireManyCall` for the requests; a withdrawal by request id takes back the whole
@@ -52,6 +53,12 @@ class MultiLock(Lock):
 
     def _granted(self, tokens: dict[str, int]) -> None:
         self._tokens = tokens
+
+    def _holds_grant(self, name: str, token: int) -> bool:
+        # A notice about any one of the grants concerns the whole handle: a force-release of
+        # one name loses the set (release() then gives the others back), a revocation request
+        # for one asks for the set.
+        return self._token is not None and self._tokens.get(name) == token
 
     def _new_call(self, blocking: bool, deadline: float | None, now: float) -> Any:
         return self._transport.acquire_call(

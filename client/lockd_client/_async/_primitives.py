@@ -24,6 +24,7 @@ __all__ = [
     "LoopClock", "SessionOpener", "default_clock", "sleep", "wait_event", "cancelling",
     "start_worker", "worker_done", "join_worker", "stop_workers", "call_listener",
     "start_call", "call_result", "read_message", "close_channel", "session_opener", "pin_now",
+    "Gate", "current_owner",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -109,6 +110,38 @@ class Inbox:
             return self._q.get_nowait()
         except asyncio.QueueEmpty:
             return None
+
+
+class Gate:
+    """A plain in-process lock that excludes tasks from each other (threads in the twin).
+
+    `Session.rlock` holds it while one task holds the lockd lock: lockd keeps one holder per
+    session, so the tasks of one session must queue here, not on the server.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def acquire(self, timeout: float | None) -> bool:
+        """Take the gate within `timeout` seconds (None: wait forever; 0: only if free now)."""
+        try:
+            async with asyncio.timeout(timeout):
+                # A free lock is taken without suspending, so a zero timeout never fires then.
+                await self._lock.acquire()
+        except TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def current_owner() -> tuple[Any, str]:
+    """Who is calling, for `Session.rlock`: (the running task, its owner text for the server)."""
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("an rlock is owned by a task: use it from inside one")
+    return task, f"task-{id(task):x}"
 
 
 # ---------------------------------------------------------------------- background work

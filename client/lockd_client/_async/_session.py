@@ -9,12 +9,15 @@ the leader (`Transport.keepalive_stream`, whose reader moves responses into the 
 inbox) and wakes at the schedule's next deadline (at least every 100 ms), so LOST fires at
 `send time of the last acknowledged keepalive + ttl` even while the stream is down. State is
 also advanced whenever `Session.state` or `Lock.locked()` is read: the lease is checked
-against the clock at every read, never only when the driver wakes.
+against the clock at every read, never only when the driver wakes. The acks also carry the
+break-glass notices of each session (docs/break-glass.md); the driver hands them to the
+session, which passes each to the held handles it concerns.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import Any, Callable
 
 from .. import _requests as rq
@@ -23,7 +26,7 @@ from .._keepalive import KeepaliveSchedule, SessionState, Transition
 from ._primitives import (Event, Inbox, Mutex, call_listener, join_worker, start_worker,
                           stop_workers, worker_done)
 from ._election import Election
-from ._lock import Lock, RWLock
+from ._lock import Lock, RLock, RWLock
 from ._multilock import MultiLock
 from ._transport import KeepaliveStream, Transport
 
@@ -216,6 +219,10 @@ class KeepaliveDriver:
             resp = item[2]
             with self._mu:
                 self._dispatch(self._schedule.on_ack(resp.seq, rq.decode_leases(resp), now))
+                for session_id, notices in rq.decode_notices(resp).items():
+                    s = self._sessions.get(session_id)
+                    if s is not None:
+                        s._on_notices(notices)
             self._reconnect_attempt = 0
             return False
         # "error" or "end": the stream is over.
@@ -294,6 +301,7 @@ class Session:
         self._listeners: list[Listener] = []
         self._held: dict[int, "Lock"] = {}
         self._wakers: set[Event] = set()
+        self._rlocks: "weakref.WeakValueDictionary[str, RLock]" = weakref.WeakValueDictionary()
         self._closed = False
         self._orphaned = False
 
@@ -366,7 +374,7 @@ class Session:
             wakers = list(self._wakers) if t.new.terminal else []
             listeners = list(self._listeners)
         for lock in held:
-            lock.lost.set()
+            lock._mark_lost()
         if t.new.terminal:
             self.done.set()
             for w in wakers:
@@ -376,6 +384,19 @@ class Session:
                 call_listener(cb, t.new, self._transport.background)
             except Exception:
                 log.exception("session_listener_failed session_id=%s", self._short_id)
+
+    def _on_notices(self, notices: list[rq.Notice]) -> None:
+        # Called by the driver with its lock held, on every ack that carries notices (they are
+        # repeated until the session ends): each handle acts on a notice of its grant once.
+        with self._mu:
+            held = list(self._held.values())
+        for notice in notices:
+            for lock in held:
+                try:
+                    lock._on_notice(notice)
+                except Exception:
+                    log.exception("lock_notice_failed session_id=%s lock=%s", self._short_id,
+                                  notice.name)
 
     # ------------------------------------------------------------------ locks
 
@@ -393,6 +414,27 @@ class Session:
         self._check_usable()
         return Lock(self, name, timeout=timeout, value=value, shared=shared,
                     reentrant=reentrant, owner=owner, lock_delay=lock_delay)
+
+    def rlock(self, name: str, *, timeout: float | None = None, value: bytes | str = b"",
+              lock_delay: float = 0.0) -> "RLock":
+        """The lock `name`, re-entrant for the calling thread (asyncio: task), like
+        `threading.RLock`, with no owner argument (docs/reentrancy.md).
+
+        Other threads (tasks) of this session wait for it as they would for another
+        session's lock. One RLock per name and session: asking again returns the same
+        object while it is referenced (ValueError if asked with other options).
+        """
+        self._check_usable()
+        with self._mu:
+            existing = self._rlocks.get(name)
+            if existing is not None:
+                if existing._options() != (timeout, rq.as_bytes(value), lock_delay):
+                    raise ValueError(f"this session's rlock {name!r} exists with other options "
+                                     "(timeout, value, lock_delay)")
+                return existing
+            rl = RLock(self, name, timeout=timeout, value=value, lock_delay=lock_delay)
+            self._rlocks[name] = rl
+            return rl
 
     def rwlock(self, name: str, *, timeout: float | None = None,
                value: bytes | str = b"") -> "RWLock":

@@ -26,7 +26,7 @@ __all__ = [
     "GRPC", "IS_ASYNC", "Event", "Mutex", "Inbox", "Cancelled", "Background", "LoopGuard",
     "default_clock", "sleep", "wait_event", "cancelling", "start_worker", "worker_done",
     "join_worker", "stop_workers", "call_listener", "start_call", "call_result",
-    "read_message", "close_channel", "session_opener", "pin_now",
+    "read_message", "close_channel", "session_opener", "pin_now", "Gate", "current_owner",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -83,6 +83,34 @@ class Inbox:
             return self._q.get_nowait()
         except queue.Empty:
             return None
+
+
+class Gate:
+    """A plain in-process lock that excludes threads from each other (tasks in the twin).
+
+    `Session.rlock` holds it while one thread holds the lockd lock: lockd keeps one holder per
+    session, so the threads of one session must queue here, not on the server.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float | None) -> bool:
+        """Take the gate within `timeout` seconds (None: wait forever; 0: only if free now)."""
+        if timeout is None:
+            return self._lock.acquire()
+        if timeout <= 0:
+            return self._lock.acquire(blocking=False)
+        return self._lock.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def current_owner() -> tuple[Any, str]:
+    """Who is calling, for `Session.rlock`: (the current thread, its owner text for the server)."""
+    t = threading.current_thread()
+    return t, f"thread-{t.ident}"
 
 
 # ---------------------------------------------------------------------- background work

@@ -23,8 +23,8 @@ Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib l
 
 from __future__ import annotations
 
-from .._async import (Election, LockdClient, Lock, MultiLock, Observation, RWLock, Session,
-                      Watch, connect)
+from .._async import (Election, LockdClient, Lock, MultiLock, Observation, RLock, RWLock,
+                      Session, Watch, connect)
 from .._errors import (
     AlreadyHeldError,
     ClusterUnavailableError,
@@ -52,6 +52,7 @@ __all__ = [
     "Session",
     "SessionState",
     "Lock",
+    "RLock",
     "RWLock",
     "MultiLock",
     "Election",
