@@ -48,7 +48,7 @@ from typing import Any, NamedTuple, Sequence
 
 import grpc
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from ._errors import (
     ClusterUnavailableError,

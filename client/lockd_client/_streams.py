@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import grpc
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from . import _requests as rq
 from ._errors import ClusterUnavailableError, error_details, exception_for

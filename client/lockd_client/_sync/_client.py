@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Callable, Sequence
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from .. import _requests as rq
 from .._clock import Clock

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Callable, Sequence
 
 import grpc
 
-from lockd.v1 import lockd_pb2_grpc
+from lockd_client.v1 import lockd_pb2_grpc
 
 from .. import _requests as rq
 from .._clock import Clock
