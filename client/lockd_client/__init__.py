@@ -5,7 +5,8 @@
         with s.lock("jobs/nightly", timeout=5) as lock:      # raises LockTimeout
             store.write(data, fencing_token=lock.token)
 
-Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib logger
+Its own distribution, lockd-client (docs/client.md): imports nothing from the lockd server
+package (the generated contract code is its own `lockd_client.v1`); logs to the stdlib logger
 "lockd.client" and configures nothing.
 """
 

@@ -1,4 +1,4 @@
-"""The client's small copy of the Clock protocol; lockd_client imports nothing from lockd/ but lockd.v1.
+"""The client's small copy of the Clock protocol; lockd_client imports nothing from lockd/.
 
 Only the monotonic clock decides timeouts and leases (STYLE §4); never the wall clock.
 """

@@ -29,7 +29,7 @@ the class (UNAVAILABLE and DEADLINE_EXCEEDED -> ClusterUnavailableError, and so 
 from __future__ import annotations
 
 import json
-from typing import Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 import grpc
 from google.rpc import error_details_pb2
@@ -85,11 +85,13 @@ class LockdError(Exception):
         tag = self.reason or (self.code.name if self.code is not None else None)
         return f"{tag}: {self.message}" if tag else self.message
 
-    def __reduce__(self):  # keep pickling (multiprocessing, logging handlers) working
+    def __reduce__(self) -> tuple[Callable[..., LockdError], tuple[Any, ...]]:
+        # keep pickling (multiprocessing, logging handlers) working
         return (_rebuild, (type(self), self.message, self.reason, self.metadata, self.code))
 
 
-def _rebuild(cls, message, reason, metadata, code):
+def _rebuild(cls: type[LockdError], message: str, reason: str | None,
+             metadata: Mapping[str, str], code: grpc.StatusCode | None) -> LockdError:
     return cls(message, reason=reason, metadata=metadata, code=code)
 
 
@@ -235,7 +237,7 @@ class ErrorDetails:
                 f"message={self.message!r}, metadata={self.metadata!r})")
 
 
-def _call_attr(e: object, name: str):
+def _call_attr(e: object, name: str) -> object:
     fn = getattr(e, name, None)
     if not callable(fn):
         return None
@@ -253,13 +255,14 @@ def error_details(e: grpc.RpcError) -> ErrorDetails:
     code alone then decides).
     """
     code = _call_attr(e, "code")
-    message = _call_attr(e, "details") or ""
+    message = str(_call_attr(e, "details") or "")
     reason: str | None = None
     metadata: dict[str, str] = {}
     status = None
     if _call_attr(e, "trailing_metadata"):
         try:
-            status = rpc_status.from_call(e)
+            # What grpc raises (sync or aio) has the grpc.Call accessors from_call reads.
+            status = rpc_status.from_call(cast(grpc.Call, e))
         except Exception:  # inconsistent or corrupt details: fall back to the plain code
             status = None
     if status is not None:

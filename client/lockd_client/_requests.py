@@ -44,11 +44,11 @@ import os
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import grpc
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from ._errors import (
     ClusterUnavailableError,
@@ -509,6 +509,10 @@ class AcquireCall:
         return exc
 
 
+ManySpec = str | tuple[str, str | int]
+"""One item of `lock_many`: a name, `(name, "shared")`, `(name, "exclusive")` or `(name, permits)`."""
+
+
 class AcquireManyCall(AcquireCall):
     """One AcquireMany `request_id` and its retries: the same protocol as AcquireCall.
 
@@ -517,9 +521,11 @@ class AcquireManyCall(AcquireCall):
     go to `on_grant({name: token})`; `on_response` returns the first lock's token.
     """
 
-    def __init__(self, router: Router, *, session_id: str, specs: list, value: bytes,
+    def __init__(self, router: Router, *, session_id: str,
+                 specs: Sequence[tuple[str, bool, int]], value: bytes,
                  blocking: bool, deadline: float | None, now: float, timeout: float,
-                 retry: Retry, lock_delay_ms: int, on_grant: Any) -> None:
+                 retry: Retry, lock_delay_ms: int,
+                 on_grant: Callable[[dict[str, int]], object]) -> None:
         super().__init__(router, session_id=session_id, name=specs[0][0], shared=False,
                          permits=1, value=value, blocking=blocking, deadline=deadline, now=now,
                          timeout=timeout, retry=retry, lock_delay_ms=lock_delay_ms)
@@ -534,7 +540,10 @@ class AcquireManyCall(AcquireCall):
             session_id=self.session_id, locks=self.specs, request_id=self.request_id,
             wait_ms=wait_ms, value=self.value, lock_delay_ms=self.lock_delay_ms)
 
-    def on_response(self, resp: Any) -> int | None:  # type: ignore[override]
+    # An AcquireManyResponse, where AcquireCall takes an AcquireResponse: the two calls are
+    # never mixed up (each Lock handle makes the call of its own kind).
+    def on_response(  # type: ignore[override]
+            self, resp: lockd_pb2.AcquireManyResponse) -> int | None:
         if not resp.granted:
             return None
         self._on_grant({g.name: g.token for g in resp.grants})
@@ -545,14 +554,16 @@ MAX_LOCKS_PER_MANY = 64
 """The most locks one `lock_many` may name (the server's limit)."""
 
 
-def check_many_args(specs: list, timeout: float | None) -> list:
+def check_many_args(specs: Sequence[ManySpec],
+                    timeout: float | None) -> list[tuple[str, bool, int]]:
     """Validate `lock_many` arguments (ValueError/TypeError, before any RPC): each item is a
     name or a (name, "shared"|"exclusive"|permits) pair. Returns [(name, shared, permits)]."""
     if isinstance(specs, (str, bytes)):
         raise TypeError("lock_many takes a list of names, not one name")
-    out, seen = [], set()
+    out: list[tuple[str, bool, int]] = []
+    seen: set[str] = set()
     for item in specs:
-        name, kind = (item, "exclusive") if isinstance(item, str) else tuple(item)
+        name, kind = (item, "exclusive") if isinstance(item, str) else item
         shared, permits = False, 1
         if kind == "shared":
             shared = True

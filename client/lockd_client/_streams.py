@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import grpc
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from . import _requests as rq
 from ._errors import ClusterUnavailableError, error_details, exception_for
@@ -91,8 +91,12 @@ class Leader:
                    client_name=info.client_name, revision=info.revision)
 
 
-class _Cursor:
-    """Where a resumable stream stands (`revision`), and what a failure makes it do next."""
+T = TypeVar("T")
+
+
+class _Cursor(Generic[T]):
+    """Where a resumable stream stands (`revision`), and what a failure makes it do next;
+    `on_response` turns one message into the items (T) it delivers."""
 
     method = ""
 
@@ -116,6 +120,9 @@ class _Cursor:
         return self.router.pick(), self.request()
 
     def request(self) -> Any:
+        raise NotImplementedError
+
+    def on_response(self, resp: Any) -> list[T]:
         raise NotImplementedError
 
     def _healthy(self) -> None:
@@ -165,7 +172,7 @@ class _Cursor:
             code=getattr(d, "code", None))
 
 
-class WatchCursor(_Cursor):
+class WatchCursor(_Cursor[WatchEvent]):
     """A Watch on `prefix`: delivers WatchEvents with revision > the last delivered."""
 
     method = "Watch"
@@ -192,7 +199,7 @@ class WatchCursor(_Cursor):
     def on_response(self, resp: lockd_pb2.WatchResponse) -> list[WatchEvent]:
         """The new events of one message (never one at or below `revision`)."""
         self._healthy()
-        out = []
+        out: list[WatchEvent] = []
         for e in resp.events:
             if e.revision > self.revision:
                 out.append(WatchEvent.from_pb(e))
@@ -201,7 +208,7 @@ class WatchCursor(_Cursor):
         return out
 
 
-class ObserveCursor(_Cursor):
+class ObserveCursor(_Cursor[Leader]):
     """An Observe of election `name`: delivers each new Leader (new term or new value) once."""
 
     method = "Observe"

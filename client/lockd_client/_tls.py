@@ -35,7 +35,7 @@ class TLSConfig:
     cert: str | bytes | None = None
     key: str | bytes | None = None
     server_name: str | None = None
-    _creds: list = field(default_factory=list, repr=False, compare=False)
+    _creds: list[grpc.ChannelCredentials] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.cert is None) != (self.key is None):
@@ -88,8 +88,10 @@ def resolve_tls(tls: "TLSConfig | bool | None") -> "TLSConfig | None":
     raise TypeError(f"tls must be a TLSConfig, True, False or None, not {type(tls).__name__}")
 
 
-def secure_or_insecure(module: Any, addr: str, options: list, tls: "TLSConfig | None"):
-    """A channel from `module` (grpc or grpc.aio) to `addr`, with TLS if configured."""
+def secure_or_insecure(module: Any, addr: str, options: list[tuple[str, Any]],
+                       tls: "TLSConfig | None") -> Any:
+    """A channel from `module` (grpc or grpc.aio) to `addr`, with TLS if configured: a
+    `grpc.Channel` or a `grpc.aio.Channel`, whichever `module` makes."""
     if tls is None:
         return module.insecure_channel(addr, options=options)
     return module.secure_channel(addr, tls.credentials(), options=options + tls.channel_options())

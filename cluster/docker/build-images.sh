@@ -77,10 +77,14 @@ ensure_base() {
 }
 
 # ------------------------------------------------------------------ wheelhouse (host)
-# The dependency list of pyproject.toml; the wheelhouse is rebuilt only when it changes.
+# The third-party dependencies of the two distributions (client/pyproject.toml, pyproject.toml;
+# the server's requirement on lockd-client is the client wheel below, not a download). The
+# wheelhouse is rebuilt only when the list changes.
 deps() {
-    "$PY" -c 'import tomllib, sys; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]))' \
-        "$ROOT/pyproject.toml"
+    "$PY" -c 'import tomllib, sys
+deps = [d for f in sys.argv[1:] for d in tomllib.load(open(f, "rb"))["project"]["dependencies"]]
+print("\n".join(d for d in deps if not d.replace("_", "-").startswith("lockd-client")))' \
+        "$ROOT/client/pyproject.toml" "$ROOT/pyproject.toml"
 }
 ensure_wheels() {
     local reqs; reqs=$(deps)
@@ -131,9 +135,11 @@ ensure_project() {
         local iso=()    # the venv's setuptools (>= 68, as pyproject.toml asks) saves 2 s
         "$PY" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 68)' \
             2>/dev/null && iso=(--no-build-isolation)
-        "$PY" -m pip wheel -q --disable-pip-version-check --no-deps "${iso[@]}" -w "$ctx/prebuilt" "$ctx" \
+        # Two wheels: lockd-client (client/) and lockd, which requires it.
+        "$PY" -m pip wheel -q --disable-pip-version-check --no-deps "${iso[@]}" -w "$ctx/prebuilt" \
+            "$ctx/client" "$ctx" \
             >"$CACHE/pip.log" 2>&1 || { tail -30 "$CACHE/pip.log" >&2; die "pip wheel of the project failed"; }
-        rm -rf "$ctx/build" "$ctx"/*.egg-info
+        rm -rf "$ctx/build" "$ctx"/*.egg-info "$ctx/client/build" "$ctx"/client/*.egg-info
         "$DOCKER" build --network none -f cluster/docker/Dockerfile \
             --build-arg BASE="$BASE_TAG" --build-arg PIP_NO_INDEX=1 \
             --label lockd.image=node \

@@ -34,8 +34,7 @@ def test_all_lists_exactly_the_public_names():
 def test_import_loads_neither_pysyncobj_nor_structlog_nor_the_server():
     code = (
         "import sys, lockd_client\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pysyncobj', 'structlog')\n"
-        "             or (m.startswith('lockd.') and not m.startswith('lockd.v1')))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pysyncobj', 'structlog', 'lockd'))\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -43,7 +42,8 @@ def test_import_loads_neither_pysyncobj_nor_structlog_nor_the_server():
     assert out.stdout.strip() == ""
 
 
-def test_client_sources_import_nothing_from_lockd_but_the_generated_code():
+def test_client_sources_import_nothing_from_the_server():
+    """lockd_client is its own distribution: the generated code it needs is lockd_client.v1."""
     import ast
     import pathlib
 
@@ -57,9 +57,19 @@ def test_client_sources_import_nothing_from_lockd_but_the_generated_code():
                 names = [node.module or ""]
             for n in names:
                 top = n.split(".")[0]
-                assert top not in ("pysyncobj", "structlog"), (path, n)
-                if top == "lockd":
-                    assert n == "lockd.v1" or n.startswith("lockd.v1."), (path, n)
+                assert top not in ("pysyncobj", "structlog", "lockd", "lockd_cluster"), (path, n)
+
+
+def test_the_server_imports_the_clients_generated_code_not_a_copy():
+    import lockd.v1
+    import lockd_client.v1.lockd_pb2
+    import lockd_client.v1.lockd_pb2_grpc
+
+    assert lockd.v1.lockd_pb2 is lockd_client.v1.lockd_pb2
+    assert lockd.v1.lockd_pb2_grpc is lockd_client.v1.lockd_pb2_grpc
+    import pathlib
+    here = pathlib.Path(lockd.v1.__file__).parent
+    assert sorted(p.name for p in here.iterdir() if p.suffix in (".py", ".pyi")) == ["__init__.py"]
 
 
 def test_connect_reads_endpoints_from_a_string_a_list_or_the_environment(monkeypatch):
@@ -92,3 +102,18 @@ def test_a_closed_client_refuses_reuse_with_a_precise_error():
     with pytest.raises(RuntimeError, match="closed"):
         with c:
             pass
+
+
+def test_the_server_distribution_pins_the_client_distributions_version():
+    import pathlib
+    import tomllib
+
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    server = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    client = tomllib.loads((repo / "client" / "pyproject.toml").read_text())["project"]
+    assert client["name"] == "lockd-client"
+    assert f"lockd-client=={client['version']}" in server["dependencies"]
+    assert client["version"] == server["version"]
+    # The client alone: none of the server's own dependencies.
+    names = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in client["dependencies"]}
+    assert names == {"grpcio", "grpcio-status", "protobuf"}

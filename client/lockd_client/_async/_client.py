@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any, AsyncIterator, Callable, Sequence
 
-from lockd.v1 import lockd_pb2
+from lockd_client.v1 import lockd_pb2
 
 from .. import _requests as rq
 from .._clock import Clock
@@ -24,11 +24,12 @@ from .._errors import ClusterUnavailableError, LockdError
 from .._requests import ENDPOINTS_ENV, parse_endpoints
 from .._retry import Backoff
 from .._state import ClientState
-from ._primitives import Mutex, session_opener
+from .._streams import Leader
+from ._primitives import Mutex, SessionOpener, session_opener
 from ._election import leader
 from ._session import KeepaliveDriver, Session, close_session_rpc
 from ._transport import Transport
-from ._watch import observe, watch
+from ._watch import Observation, Watch, observe, watch
 
 __all__ = ["LockdClient", "ClientState", "parse_endpoints", "ENDPOINTS_ENV"]
 
@@ -123,7 +124,7 @@ class LockdClient:
 
     # ------------------------------------------------------------------ sessions
 
-    def session(self, *, ttl: float = 10.0, name: str | None = None):
+    def session(self, *, ttl: float = 10.0, name: str | None = None) -> SessionOpener[Session]:
         """Open a session with `ttl` seconds (1 … 3600) and keep it alive.
 
         The sync client opens it at once; asyncio returns an opener to await (for the
@@ -135,7 +136,7 @@ class LockdClient:
         self._check_open()
         return session_opener(self._open_session, ttl, name)
 
-    async def _open_session(self, ttl: float, name: str | None):
+    async def _open_session(self, ttl: float, name: str | None) -> Session:
         self._check_open()
         self._transport.check_loop()
         for _ in range(rq.OPEN_ATTEMPTS):
@@ -202,16 +203,20 @@ class LockdClient:
                           timeout: float | None = None) -> lockd_pb2.CheckTokenResponse:
         """Whether `token` belongs to a current holder of `name` (`.valid`), plus `.holder_tokens`."""
         req = rq.check_token_request(name, token, stale_ok)
-        return await self._transport.unary("Lock", "CheckToken", req, timeout=timeout)
+        resp: lockd_pb2.CheckTokenResponse = await self._transport.unary(
+            "Lock", "CheckToken", req, timeout=timeout)
+        return resp
 
     async def status(self, *, local_only: bool = False,
                      timeout: float | None = None) -> lockd_pb2.StatusResponse:
         """Cluster.Status of the node this client talks to (members, roles, leader, counters)."""
-        return await self._transport.unary("Cluster", "Status", rq.status_request(local_only),
-                                           timeout=timeout, leader_only=False)
+        resp: lockd_pb2.StatusResponse = await self._transport.unary(
+            "Cluster", "Status", rq.status_request(local_only), timeout=timeout,
+            leader_only=False)
+        return resp
 
     def watch(self, prefix: str = "", *, after_revision: int = 0,
-              reconnect_timeout: float = 30.0):
+              reconnect_timeout: float = 30.0) -> Watch:
         """Iterate lock events (`WatchEvent`) of locks starting with `prefix` (docs/watch.md).
 
         `after_revision=0` starts from now (sync: pinned by this call; asyncio: when the
@@ -227,11 +232,12 @@ class LockdClient:
                      reconnect_timeout=reconnect_timeout)
 
     async def get_leader(self, name: str, *, stale_ok: bool = False,
-                         timeout: float | None = None):
+                         timeout: float | None = None) -> Leader | None:
         """The current leader (`Leader`) of election `name`, or None (no session needed)."""
         return await leader(self._transport, name, stale_ok=stale_ok, timeout=timeout)
 
-    def observe(self, name: str, *, after_revision: int = 0, reconnect_timeout: float = 30.0):
+    def observe(self, name: str, *, after_revision: int = 0,
+                reconnect_timeout: float = 30.0) -> Observation:
         """Iterate every new leader (`Leader`) of election `name` (no session needed)."""
         self._check_open()
         return observe(self._transport, name, after_revision=after_revision,
@@ -248,22 +254,25 @@ class LockdClient:
                          join_timeout: float = 30.0) -> lockd_pb2.AddMemberResponse:
         """Add a member (its Raft address is its id); it must connect and catch up within
         `join_timeout` seconds, or the add is undone (MembershipError MEMBER_UNREACHABLE)."""
-        return await self._admin(rq.add_member_call(raft_address, grpc_address, join_timeout,
-                                                    self.timeout))
+        resp: lockd_pb2.AddMemberResponse = await self._admin(
+            rq.add_member_call(raft_address, grpc_address, join_timeout, self.timeout))
+        return resp
 
     async def remove_member(self, member_id: str, *,
                             transfer_timeout: float = 10.0) -> lockd_pb2.RemoveMemberResponse:
         """Remove a member (id or gRPC address); the leader hands over leadership first.
         Idempotent: a former member's removal answers `already_removed=True`."""
-        return await self._admin(rq.remove_member_call(member_id, transfer_timeout,
-                                                       self.timeout))
+        resp: lockd_pb2.RemoveMemberResponse = await self._admin(
+            rq.remove_member_call(member_id, transfer_timeout, self.timeout))
+        return resp
 
     async def transfer_leadership(
             self, target_id: str = "", *,
             transfer_timeout: float = 10.0) -> lockd_pb2.TransferLeadershipResponse:
         """Move leadership to `target_id` ("" = the most caught-up member); returns the new leader."""
-        return await self._admin(rq.transfer_leadership_call(target_id, transfer_timeout,
-                                                             self.timeout))
+        resp: lockd_pb2.TransferLeadershipResponse = await self._admin(
+            rq.transfer_leadership_call(target_id, transfer_timeout, self.timeout))
+        return resp
 
     # ------------------------------------------------------------------ break-glass
 
@@ -272,8 +281,9 @@ class LockdClient:
         """One page of the cluster's sessions (docs/break-glass.md): id prefixes, client names,
         identities, TTL left, locks held and waited for. Pass the answer's `next_page_token`
         for the next page ("" = the last one). Needs `admin` under ACLs."""
-        return await self._transport.unary("Admin", "ListSessions",
-                                           rq.list_sessions_request(page_size, page_token))
+        resp: lockd_pb2.ListSessionsResponse = await self._transport.unary(
+            "Admin", "ListSessions", rq.list_sessions_request(page_size, page_token))
+        return resp
 
     async def kill_session(self, session_id: str) -> list[str]:
         """End a session as if it expired (its client sees EXPIRED; its locks' lock-delays
@@ -289,13 +299,16 @@ class LockdClient:
         """Free `name` from its holders (only the grants with `tokens`, if given: then a
         re-sent call never frees the next holder). The next waiter's token fences the old
         holders, whose clients are told (FORCE_RELEASED). Needs `admin` under ACLs."""
-        return await self._transport.unary("Admin", "ForceRelease",
-                                           rq.force_release_request(name, tokens))
+        resp: lockd_pb2.ForceReleaseResponse = await self._transport.unary(
+            "Admin", "ForceRelease", rq.force_release_request(name, tokens))
+        return resp
 
     async def revoke(self, name: str) -> lockd_pb2.RevokeLockResponse:
         """Ask the holders of `name` to give it up: their sessions get a REVOKE_REQUESTED
         notice with their keepalives. Releases nothing. Idempotent."""
-        return await self._transport.unary("Admin", "RevokeLock", rq.revoke_lock_request(name))
+        resp: lockd_pb2.RevokeLockResponse = await self._transport.unary(
+            "Admin", "RevokeLock", rq.revoke_lock_request(name))
+        return resp
 
     async def _admin(self, call: rq.AdminCall) -> Any:
         return await self._transport.unary("Cluster", call.method, call.request,

@@ -14,12 +14,15 @@ lock, each with its own token.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import _requests as rq
 from .._errors import LockdError
 from .._requests import AcquireManyCall
 from ._lock import Lock
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 __all__ = ["MultiLock"]
 
@@ -35,7 +38,8 @@ class MultiLock(Lock):
 
     _many = True
 
-    def __init__(self, session, specs: list, *, timeout: float | None = None,
+    def __init__(self, session: "Session", specs: Sequence[rq.ManySpec], *,
+                 timeout: float | None = None,
                  value: bytes | str = b"", lock_delay: float = 0.0) -> None:
         self._specs = rq.check_many_args(specs, timeout)
         super().__init__(session, self._specs[0][0], timeout=timeout, value=value,

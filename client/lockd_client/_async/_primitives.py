@@ -14,7 +14,8 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from types import TracebackType
+from typing import Any, Awaitable, Callable, Coroutine, Generator, Generic, Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -91,7 +92,7 @@ class Inbox:
     """A queue with a non-blocking `put` (from callbacks) and a `get` with a timeout."""
 
     def __init__(self) -> None:
-        self._q: asyncio.Queue = asyncio.Queue()
+        self._q: asyncio.Queue[Any] = asyncio.Queue()
 
     def put(self, item: Any) -> None:
         self._q.put_nowait(item)
@@ -147,16 +148,17 @@ def current_owner() -> tuple[Any, str]:
 # ---------------------------------------------------------------------- background work
 
 
-def start_worker(fn: Callable[..., Awaitable[Any]], *args: Any, name: str) -> asyncio.Task:
+def start_worker(fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any,
+                 name: str) -> asyncio.Task[Any]:
     """Run `fn(*args)` as a task of the running loop (a daemon thread in the twin)."""
     return asyncio.get_running_loop().create_task(fn(*args), name=name)
 
 
-def worker_done(worker: asyncio.Task) -> bool:
+def worker_done(worker: asyncio.Task[Any]) -> bool:
     return worker.done()
 
 
-async def join_worker(worker: asyncio.Task, timeout: float = _STOP_TIMEOUT) -> None:
+async def join_worker(worker: asyncio.Task[Any], timeout: float = _STOP_TIMEOUT) -> None:
     """Wait for a worker told to stop; cancel it if it does not within `timeout`."""
     if worker is asyncio.current_task():
         return
@@ -166,7 +168,7 @@ async def join_worker(worker: asyncio.Task, timeout: float = _STOP_TIMEOUT) -> N
         await asyncio.wait({worker}, timeout=timeout)
 
 
-async def stop_workers(workers: list) -> None:
+async def stop_workers(workers: list[asyncio.Task[Any]]) -> None:
     """Stop stream readers whose streams were cancelled, and wait for them (bounded)."""
     for w in workers:
         w.cancel()
@@ -179,16 +181,16 @@ class Background:
     withdrawal of an abandoned Acquire): tracked tasks that closing the client waits for."""
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Future] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
-    def spawn(self, aw: Awaitable[Any]) -> asyncio.Future:
+    def spawn(self, aw: Awaitable[Any]) -> asyncio.Future[Any]:
         """Run `aw` in a background task that `drain()` waits for; failures are logged."""
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._done)
         return task
 
-    def _done(self, task: asyncio.Future) -> None:
+    def _done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.debug("background_task_failed error=%r", task.exception())
@@ -262,35 +264,46 @@ async def close_channel(channel: Any) -> None:
 # ---------------------------------------------------------------------- API shapes
 
 
-class SessionOpener:
+_S = TypeVar("_S", bound="_AsyncClosing")
+
+
+class _AsyncClosing(Protocol):
+    """What a session opener opens: anything closed by `async with` (the Session)."""
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None: ...
+
+
+class SessionOpener(Generic[_S]):
     """What `LockdClient.session()` returns: `await` it for a Session, or `async with` it to
     have the session closed on exit."""
 
     __slots__ = ("_open", "_ttl", "_name", "_session")
 
-    def __init__(self, open_: Callable[[float, str | None], Awaitable[Any]], ttl: float,
+    def __init__(self, open_: Callable[[float, str | None], Awaitable[_S]], ttl: float,
                  name: str | None) -> None:
         self._open = open_
         self._ttl = ttl
         self._name = name
-        self._session: Any = None
+        self._session: _S | None = None
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, _S]:
         return self._open(self._ttl, self._name).__await__()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self) -> _S:
         if self._session is not None:
             raise RuntimeError("this session() opener was already entered")
         self._session = await self._open(self._ttl, self._name)
         return self._session
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
         assert self._session is not None
         await self._session.__aexit__(exc_type, exc, tb)
 
 
-def session_opener(open_: Callable[[float, str | None], Awaitable[Any]], ttl: float,
-                   name: str | None) -> SessionOpener:
+def session_opener(open_: Callable[[float, str | None], Awaitable[_S]], ttl: float,
+                   name: str | None) -> SessionOpener[_S]:
     """asyncio: an opener to await or `async with` (the twin opens the session at once)."""
     if ttl <= 0:
         raise ValueError("ttl must be positive")

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import logging
 import weakref
-from typing import Any, Callable
+from types import TracebackType
+from typing import Any, Callable, Sequence
+
+from lockd_client.v1 import lockd_pb2
 
 from .. import _requests as rq
 from .._errors import LockdError, SessionExpiredError, error_details
@@ -204,7 +207,7 @@ class KeepaliveDriver:
         if ids and self._stream is not None:
             self._stream.send(rq.keepalive_request(seq, ids))
 
-    def _handle(self, item: tuple) -> bool:
+    def _handle(self, item: tuple[Any, ...]) -> bool:
         """Process one inbox item; True means stop."""
         kind = item[0]
         if kind == "stop":
@@ -442,7 +445,7 @@ class Session:
         self._check_usable()
         return RWLock(self, name, timeout=timeout, value=value)
 
-    def lock_many(self, names: list, *, timeout: float | None = None,
+    def lock_many(self, names: Sequence[rq.ManySpec], *, timeout: float | None = None,
                   value: bytes | str = b"", lock_delay: float = 0.0) -> "MultiLock":
         """A handle on several locks taken atomically: all granted together, or none.
 
@@ -478,7 +481,8 @@ class Session:
         return Lock(self, name, timeout=timeout, value=value, permits=permits,
                     lock_delay=lock_delay)
 
-    async def info(self, *, stale_ok: bool = False, timeout: float | None = None):
+    async def info(self, *, stale_ok: bool = False,
+                   timeout: float | None = None) -> lockd_pb2.SessionInfo:
         """The server's view of this session (`lockd_pb2.SessionInfo`: held and waiting locks)."""
         self._check_usable()
         try:
@@ -488,7 +492,8 @@ class Session:
         except SessionExpiredError:
             self._mark_expired()
             raise
-        return resp.session
+        info: lockd_pb2.SessionInfo = resp.session
+        return info
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -566,7 +571,7 @@ class Session:
             if budget is not None:
                 try:
                     released = await transport.complete(
-                        close_session_rpc(transport, self._id, timeout=budget))
+                        close_session_rpc, transport, self._id, timeout=budget)
                 except LockdError as e:
                     if st is None or not st.terminal:
                         error = e
@@ -587,7 +592,8 @@ class Session:
         self._check_usable()
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
         try:
             await self.close()
         except LockdError:

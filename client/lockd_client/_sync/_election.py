@@ -14,7 +14,7 @@ Proclaim and Leader RPCs; `observe()` streams every change of leader (`_watch.py
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _requests as rq
 from .._errors import NotHolderError
@@ -78,12 +78,12 @@ class Election:
         when it is safe to (docs/break-glass.md). Cleared when this handle leads again."""
         return self._lock.revoke_requested
 
-    def on_lost(self, callback) -> None:
+    def on_lost(self, callback: Any) -> None:
         """Call `callback(election)` when leadership is lost (session ended, or an operator
         force-released the lock); the rules of `Lock.on_lost`."""
         self._lock.on_lost(callback)
 
-    def on_revoke(self, callback) -> None:
+    def on_revoke(self, callback: Any) -> None:
         """Call `callback(election)` when someone asks this leader to step down (the rules of
         `Lock.on_revoke`)."""
         self._lock.on_revoke(callback)

@@ -247,7 +247,7 @@ class Lock:
                 # The session ended while the grant was on its way: it is not ours to use.
                 with self._mu:
                     self._token = None
-                self._transport.spawn(self._best_effort_release(token))
+                self._transport.spawn(self._best_effort_release, token)
                 raise SessionExpiredError(f"session ended while acquiring {self.name!r}")
             log.debug("lock_acquired lock=%s token=%d", self.name, token)
             return True
@@ -362,7 +362,7 @@ class Lock:
     def _abandon(self, request_id: str) -> None:
         """The caller gave up on an Acquire whose outcome is unknown: withdraw it, in the background."""
         log.debug("acquire_abandoned lock=%s request_id=%s", self.name, request_id)
-        self._transport.spawn(self._withdraw(request_id))
+        self._transport.spawn(self._withdraw, request_id)
 
     # ------------------------------------------------------------------ release
 
@@ -390,7 +390,7 @@ class Lock:
                 token, self._token, self._count = self._token, None, 0
         session = self._session
         if partial:
-            self._transport.complete(self._release_one_hold(token))
+            self._transport.complete(self._release_one_hold, token)
             return
         session._unregister_lock(self)
         mode = rq.release_mode(session._driver.state_of(session.id), was_lost=was_lost,
@@ -398,9 +398,9 @@ class Lock:
         if mode is ReleaseMode.SKIP:
             return
         if mode is ReleaseMode.BEST_EFFORT:
-            self._transport.complete(self._best_effort_release(token))
+            self._transport.complete(self._best_effort_release, token)
             return
-        self._transport.complete(self._release(token))
+        self._transport.complete(self._release, token)
 
     def _release(self, token: int, name: str | None = None) -> None:
         """Release the grant `token` of `name` (default: this handle's lock), retried with
@@ -563,7 +563,7 @@ class RLock:
     def __repr__(self) -> str:
         return f"<RLock {self.name!r} token={self.token} count={self.count}>"
 
-    def _options(self) -> tuple:
+    def _options(self) -> tuple[float | None, bytes, float]:
         return (self.timeout, self.value, self.lock_delay)
 
     @property

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TypeAlias, TypeVar, Union
 
 import grpc
 
@@ -26,7 +26,8 @@ __all__ = [
     "GRPC", "IS_ASYNC", "Event", "Mutex", "Inbox", "Cancelled", "Background", "LoopGuard",
     "default_clock", "sleep", "wait_event", "cancelling", "start_worker", "worker_done",
     "join_worker", "stop_workers", "call_listener", "start_call", "call_result",
-    "read_message", "close_channel", "session_opener", "pin_now", "Gate", "current_owner",
+    "read_message", "close_channel", "SessionOpener", "session_opener", "pin_now", "Gate",
+    "current_owner",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -65,7 +66,7 @@ class Inbox:
     """A thread-safe queue with a non-blocking `put` and a `get` with a timeout."""
 
     def __init__(self) -> None:
-        self._q: queue.Queue = queue.Queue()
+        self._q: queue.Queue[Any] = queue.Queue()
 
     def put(self, item: Any) -> None:
         self._q.put(item)
@@ -133,7 +134,7 @@ def join_worker(worker: threading.Thread, timeout: float = _STOP_TIMEOUT) -> Non
         worker.join(timeout)
 
 
-def stop_workers(workers: list) -> None:
+def stop_workers(workers: list[threading.Thread]) -> None:
     """Wait (bounded) for stream readers whose streams were cancelled."""
     for w in workers:
         if w is not threading.current_thread():
@@ -171,13 +172,14 @@ class LoopGuard:
 # ---------------------------------------------------------------------- gRPC calls
 
 
-def start_call(method: Any, request: Any, timeout: float | None) -> grpc.Future:
+def start_call(method: Any, request: Any, timeout: float | None) -> grpc.Future[Any]:
     """Start a unary call without waiting: a grpc.Future (`done`, `cancel`, `add_done_callback`,
     `result`)."""
-    return method.future(request, timeout=timeout)
+    call: grpc.Future[Any] = method.future(request, timeout=timeout)
+    return call
 
 
-def call_result(call: grpc.Future) -> Any:
+def call_result(call: grpc.Future[Any]) -> Any:
     """The response of a started call (raises its grpc.RpcError)."""
     return call.result()
 
@@ -197,8 +199,14 @@ def close_channel(channel: Any) -> None:
 # ---------------------------------------------------------------------- API shapes
 
 
-def session_opener(open_: Callable[[float, str | None], Any], ttl: float,
-                   name: str | None) -> Any:
+_S = TypeVar("_S")
+
+SessionOpener: TypeAlias = Union[_S]
+"""What `LockdClient.session()` returns: threads open the session at once, so the Session
+itself (`SessionOpener[Session]` is `Session`; asyncio's is an opener to await or enter)."""
+
+
+def session_opener(open_: Callable[[float, str | None], _S], ttl: float, name: str | None) -> _S:
     """Threads: open the session now and return it (asyncio returns an opener to await)."""
     return open_(ttl, name)
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 import random as _random
-from typing import Any, Iterator, Callable, Sequence
+from typing import Any, Iterator, Callable, Sequence, TypeVar
 
 import grpc
 
-from lockd.v1 import lockd_pb2_grpc
+from lockd_client.v1 import lockd_pb2_grpc
 
 from .. import _requests as rq
 from .._clock import Clock
@@ -30,6 +30,7 @@ from .._errors import ErrorDetails
 from .._requests import Action, Next, Router, UnaryCall, parse_endpoints
 from .._retry import Backoff, Retry
 from .._state import ClientState
+from .._streams import ObserveCursor, WatchCursor
 from .._tls import resolve_tls, secure_or_insecure
 from ._primitives import (GRPC, Background, Cancelled, Inbox, LoopGuard, Mutex, call_result,
                           close_channel, default_clock, sleep, start_call, start_worker)
@@ -37,6 +38,8 @@ from ._primitives import (GRPC, Background, Cancelled, Inbox, LoopGuard, Mutex, 
 __all__ = ["Transport", "KeepaliveStream"]
 
 log = logging.getLogger("lockd.client")
+
+_C = TypeVar("_C", WatchCursor, ObserveCursor)
 
 _STUBS = {"Lock": lockd_pb2_grpc.LockStub, "Cluster": lockd_pb2_grpc.ClusterStub,
           "Election": lockd_pb2_grpc.ElectionStub, "Admin": lockd_pb2_grpc.AdminStub}
@@ -122,13 +125,13 @@ class Transport:
 
     # ------------------------------------------------------------------ background work
 
-    def spawn(self, aw: Any) -> Any:
-        """Run `aw` in the background, tracked until close (threads: it already ran inline)."""
-        return self._background.spawn(aw)
+    def spawn(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` in the background, tracked until close (threads: inline)."""
+        return self._background.spawn(fn(*args, **kwargs))
 
-    def complete(self, aw: Any) -> Any:
-        """Run `aw` to its end even if the caller is cancelled (threads: it already ran)."""
-        return self._background.complete(aw)
+    def complete(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(*args, **kwargs)` to its end even if the caller is cancelled (threads: inline)."""
+        return self._background.complete(fn(*args, **kwargs))
 
     @property
     def background(self) -> Background:
@@ -251,8 +254,8 @@ class Transport:
         """The answer of a call started by `start_acquire`."""
         return call_result(pending)
 
-    def stream_cursor(self, cls: type, target: str, *, after_revision: int,
-                      reconnect_timeout: float) -> Any:
+    def stream_cursor(self, cls: type[_C], target: str, *, after_revision: int,
+                      reconnect_timeout: float) -> _C:
         """Where a resumable stream (`_streams.WatchCursor` / `ObserveCursor` of `target`)
         stands, routed and retried by this transport."""
         return cls(self._router, target, after_revision=after_revision, retry=self.retry,

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from .._requests import Next
-from .._streams import Leader, ObserveCursor, WatchCursor, WatchEvent
+from .._streams import Leader, ObserveCursor, WatchCursor, WatchEvent, _Cursor
 from ._primitives import Cancelled, Event, Mutex, cancelling, pin_now, read_message, wait_event
 from ._transport import Transport
 
@@ -31,10 +31,10 @@ class _Stream(Generic[T]):
 
     _service = ""
 
-    def __init__(self, transport: Transport, cursor: Any) -> None:
+    def __init__(self, transport: Transport, cursor: _Cursor[T]) -> None:
         self._transport = transport
         self._cursor = cursor
-        self._buf: collections.deque = collections.deque()
+        self._buf: collections.deque[T] = collections.deque()
         self._call: Any = None
         self._addr = ""
         self._closed = Event()
@@ -57,9 +57,10 @@ class _Stream(Generic[T]):
 
 
     def _start(self) -> None:
-        if getattr(self._cursor, "needs_start", False):
-            self._cursor.start_at(self._transport.unary("Lock", "ListLocks",
-                                                              self._cursor.start_request()))
+        cursor = self._cursor
+        if isinstance(cursor, WatchCursor) and cursor.needs_start:
+            cursor.start_at(self._transport.unary("Lock", "ListLocks",
+                                                        cursor.start_request()))
 
     def _fill(self) -> None:
         self._start()

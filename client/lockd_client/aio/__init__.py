@@ -17,7 +17,8 @@ jittered backoff, and error mapping are the sync client's own code (`lockd_clien
 clients behave alike; the exceptions and `SessionState` are the same classes. Cancelling a task
 that awaits `acquire()` cancels the request and withdraws whatever it left on the server.
 
-Imports nothing from lockd except the generated `lockd.v1`; logs to the stdlib logger
+Its own distribution, lockd-client (docs/client.md): imports nothing from the lockd server
+package (the generated contract code is its own `lockd_client.v1`); logs to the stdlib logger
 "lockd.client" and configures nothing.
 """
 

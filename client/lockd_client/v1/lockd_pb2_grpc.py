@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from lockd.v1 import lockd_pb2 as lockd_dot_v1_dot_lockd__pb2
+from lockd_client.v1 import lockd_pb2 as lockd__client_dot_v1_dot_lockd__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in lockd/v1/lockd_pb2_grpc.py depends on'
+        + ' but the generated code in lockd_client/v1/lockd_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,58 +36,58 @@ class LockStub:
         """
         self.OpenSession = channel.unary_unary(
                 '/lockd.v1.Lock/OpenSession',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.OpenSessionRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.OpenSessionResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.OpenSessionRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.OpenSessionResponse.FromString,
                 _registered_method=True)
         self.KeepAlive = channel.stream_stream(
                 '/lockd.v1.Lock/KeepAlive',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.KeepAliveRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.KeepAliveResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.KeepAliveRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.KeepAliveResponse.FromString,
                 _registered_method=True)
         self.CloseSession = channel.unary_unary(
                 '/lockd.v1.Lock/CloseSession',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.CloseSessionRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.CloseSessionResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.CloseSessionRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
         self.Acquire = channel.unary_unary(
                 '/lockd.v1.Lock/Acquire',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
                 _registered_method=True)
         self.AcquireMany = channel.unary_unary(
                 '/lockd.v1.Lock/AcquireMany',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
                 _registered_method=True)
         self.Release = channel.unary_unary(
                 '/lockd.v1.Lock/Release',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ReleaseRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ReleaseResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
         self.CheckToken = channel.unary_unary(
                 '/lockd.v1.Lock/CheckToken',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.CheckTokenRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.CheckTokenResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.CheckTokenRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CheckTokenResponse.FromString,
                 _registered_method=True)
         self.GetLock = channel.unary_unary(
                 '/lockd.v1.Lock/GetLock',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.GetLockRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.GetLockResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.GetLockRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.GetLockResponse.FromString,
                 _registered_method=True)
         self.ListLocks = channel.unary_unary(
                 '/lockd.v1.Lock/ListLocks',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ListLocksRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ListLocksResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ListLocksRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ListLocksResponse.FromString,
                 _registered_method=True)
         self.GetSession = channel.unary_unary(
                 '/lockd.v1.Lock/GetSession',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.GetSessionRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.GetSessionResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.GetSessionResponse.FromString,
                 _registered_method=True)
         self.Watch = channel.unary_stream(
                 '/lockd.v1.Lock/Watch',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
                 _registered_method=True)
 
 
@@ -166,58 +166,58 @@ def add_LockServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'OpenSession': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenSession,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.OpenSessionRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.OpenSessionResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.OpenSessionRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.OpenSessionResponse.SerializeToString,
             ),
             'KeepAlive': grpc.stream_stream_rpc_method_handler(
                     servicer.KeepAlive,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.KeepAliveRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.KeepAliveResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.KeepAliveRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.KeepAliveResponse.SerializeToString,
             ),
             'CloseSession': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseSession,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.CloseSessionRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.CloseSessionResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CloseSessionRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.CloseSessionResponse.SerializeToString,
             ),
             'Acquire': grpc.unary_unary_rpc_method_handler(
                     servicer.Acquire,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireResponse.SerializeToString,
             ),
             'AcquireMany': grpc.unary_unary_rpc_method_handler(
                     servicer.AcquireMany,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireManyRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.AcquireManyResponse.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ReleaseRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ReleaseResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ReleaseRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ReleaseResponse.SerializeToString,
             ),
             'CheckToken': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckToken,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.CheckTokenRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.CheckTokenResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CheckTokenRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.CheckTokenResponse.SerializeToString,
             ),
             'GetLock': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLock,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.GetLockRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.GetLockResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.GetLockRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.GetLockResponse.SerializeToString,
             ),
             'ListLocks': grpc.unary_unary_rpc_method_handler(
                     servicer.ListLocks,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ListLocksRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ListLocksResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ListLocksRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ListLocksResponse.SerializeToString,
             ),
             'GetSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSession,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.GetSessionRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.GetSessionResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.GetSessionRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.GetSessionResponse.SerializeToString,
             ),
             'Watch': grpc.unary_stream_rpc_method_handler(
                     servicer.Watch,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.WatchRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.WatchResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -245,8 +245,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/OpenSession',
-            lockd_dot_v1_dot_lockd__pb2.OpenSessionRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.OpenSessionResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.OpenSessionRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.OpenSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -272,8 +272,8 @@ class Lock:
             request_iterator,
             target,
             '/lockd.v1.Lock/KeepAlive',
-            lockd_dot_v1_dot_lockd__pb2.KeepAliveRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.KeepAliveResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.KeepAliveRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.KeepAliveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -299,8 +299,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/CloseSession',
-            lockd_dot_v1_dot_lockd__pb2.CloseSessionRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.CloseSessionResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.CloseSessionRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.CloseSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -326,8 +326,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/Acquire',
-            lockd_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.AcquireRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.AcquireResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -353,8 +353,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/AcquireMany',
-            lockd_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.AcquireManyRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.AcquireManyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -380,8 +380,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/Release',
-            lockd_dot_v1_dot_lockd__pb2.ReleaseRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ReleaseResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ReleaseRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -407,8 +407,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/CheckToken',
-            lockd_dot_v1_dot_lockd__pb2.CheckTokenRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.CheckTokenResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.CheckTokenRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.CheckTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -434,8 +434,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/GetLock',
-            lockd_dot_v1_dot_lockd__pb2.GetLockRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.GetLockResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.GetLockRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.GetLockResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -461,8 +461,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/ListLocks',
-            lockd_dot_v1_dot_lockd__pb2.ListLocksRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ListLocksResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ListLocksRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ListLocksResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -488,8 +488,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/GetSession',
-            lockd_dot_v1_dot_lockd__pb2.GetSessionRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.GetSessionResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.GetSessionRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.GetSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -515,8 +515,8 @@ class Lock:
             request,
             target,
             '/lockd.v1.Lock/Watch',
-            lockd_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -539,28 +539,28 @@ class ElectionStub:
         """
         self.Campaign = channel.unary_unary(
                 '/lockd.v1.Election/Campaign',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
                 _registered_method=True)
         self.Proclaim = channel.unary_unary(
                 '/lockd.v1.Election/Proclaim',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
                 _registered_method=True)
         self.Leader = channel.unary_unary(
                 '/lockd.v1.Election/Leader',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
                 _registered_method=True)
         self.Observe = channel.unary_stream(
                 '/lockd.v1.Election/Observe',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
                 _registered_method=True)
         self.Resign = channel.unary_unary(
                 '/lockd.v1.Election/Resign',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
                 _registered_method=True)
 
 
@@ -602,28 +602,28 @@ def add_ElectionServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Campaign': grpc.unary_unary_rpc_method_handler(
                     servicer.Campaign,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.CampaignRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.CampaignResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.CampaignRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.CampaignResponse.SerializeToString,
             ),
             'Proclaim': grpc.unary_unary_rpc_method_handler(
                     servicer.Proclaim,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ProclaimRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ProclaimResponse.SerializeToString,
             ),
             'Leader': grpc.unary_unary_rpc_method_handler(
                     servicer.Leader,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.LeaderRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.LeaderResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.LeaderRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.LeaderResponse.SerializeToString,
             ),
             'Observe': grpc.unary_stream_rpc_method_handler(
                     servicer.Observe,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ObserveRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ObserveResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ObserveRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ObserveResponse.SerializeToString,
             ),
             'Resign': grpc.unary_unary_rpc_method_handler(
                     servicer.Resign,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ResignRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ResignResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ResignRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ResignResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -651,8 +651,8 @@ class Election:
             request,
             target,
             '/lockd.v1.Election/Campaign',
-            lockd_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.CampaignRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.CampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -678,8 +678,8 @@ class Election:
             request,
             target,
             '/lockd.v1.Election/Proclaim',
-            lockd_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ProclaimRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ProclaimResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -705,8 +705,8 @@ class Election:
             request,
             target,
             '/lockd.v1.Election/Leader',
-            lockd_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.LeaderRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.LeaderResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -732,8 +732,8 @@ class Election:
             request,
             target,
             '/lockd.v1.Election/Observe',
-            lockd_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ObserveRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ObserveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -759,8 +759,8 @@ class Election:
             request,
             target,
             '/lockd.v1.Election/Resign',
-            lockd_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ResignRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ResignResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -783,28 +783,28 @@ class ClusterStub:
         """
         self.Status = channel.unary_unary(
                 '/lockd.v1.Cluster/Status',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
                 _registered_method=True)
         self.AddMember = channel.unary_unary(
                 '/lockd.v1.Cluster/AddMember',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
                 _registered_method=True)
         self.RemoveMember = channel.unary_unary(
                 '/lockd.v1.Cluster/RemoveMember',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
                 _registered_method=True)
         self.TransferLeadership = channel.unary_unary(
                 '/lockd.v1.Cluster/TransferLeadership',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
                 _registered_method=True)
         self.SaveSnapshot = channel.unary_stream(
                 '/lockd.v1.Cluster/SaveSnapshot',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
                 _registered_method=True)
 
 
@@ -847,28 +847,28 @@ def add_ClusterServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.StatusRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.StatusResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.StatusRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.StatusResponse.SerializeToString,
             ),
             'AddMember': grpc.unary_unary_rpc_method_handler(
                     servicer.AddMember,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.AddMemberRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.AddMemberResponse.SerializeToString,
             ),
             'RemoveMember': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveMember,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberResponse.SerializeToString,
             ),
             'TransferLeadership': grpc.unary_unary_rpc_method_handler(
                     servicer.TransferLeadership,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.SerializeToString,
             ),
             'SaveSnapshot': grpc.unary_stream_rpc_method_handler(
                     servicer.SaveSnapshot,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.SnapshotChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -896,8 +896,8 @@ class Cluster:
             request,
             target,
             '/lockd.v1.Cluster/Status',
-            lockd_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.StatusRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.StatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -923,8 +923,8 @@ class Cluster:
             request,
             target,
             '/lockd.v1.Cluster/AddMember',
-            lockd_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.AddMemberRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.AddMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -950,8 +950,8 @@ class Cluster:
             request,
             target,
             '/lockd.v1.Cluster/RemoveMember',
-            lockd_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.RemoveMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -977,8 +977,8 @@ class Cluster:
             request,
             target,
             '/lockd.v1.Cluster/TransferLeadership',
-            lockd_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.TransferLeadershipResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1004,8 +1004,8 @@ class Cluster:
             request,
             target,
             '/lockd.v1.Cluster/SaveSnapshot',
-            lockd_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.SaveSnapshotRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.SnapshotChunk.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1028,23 +1028,23 @@ class AdminStub:
         """
         self.ListSessions = channel.unary_unary(
                 '/lockd.v1.Admin/ListSessions',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
                 _registered_method=True)
         self.KillSession = channel.unary_unary(
                 '/lockd.v1.Admin/KillSession',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
                 _registered_method=True)
         self.ForceRelease = channel.unary_unary(
                 '/lockd.v1.Admin/ForceRelease',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
                 _registered_method=True)
         self.RevokeLock = channel.unary_unary(
                 '/lockd.v1.Admin/RevokeLock',
-                request_serializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
-                response_deserializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
                 _registered_method=True)
 
 
@@ -1080,23 +1080,23 @@ def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ListSessionsRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ListSessionsResponse.SerializeToString,
             ),
             'KillSession': grpc.unary_unary_rpc_method_handler(
                     servicer.KillSession,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.KillSessionRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.KillSessionResponse.SerializeToString,
             ),
             'ForceRelease': grpc.unary_unary_rpc_method_handler(
                     servicer.ForceRelease,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseResponse.SerializeToString,
             ),
             'RevokeLock': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeLock,
-                    request_deserializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.FromString,
-                    response_serializer=lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.SerializeToString,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.RevokeLockRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.RevokeLockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1124,8 +1124,8 @@ class Admin:
             request,
             target,
             '/lockd.v1.Admin/ListSessions',
-            lockd_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ListSessionsRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ListSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1151,8 +1151,8 @@ class Admin:
             request,
             target,
             '/lockd.v1.Admin/KillSession',
-            lockd_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.KillSessionRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.KillSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1178,8 +1178,8 @@ class Admin:
             request,
             target,
             '/lockd.v1.Admin/ForceRelease',
-            lockd_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.ForceReleaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1205,8 +1205,8 @@ class Admin:
             request,
             target,
             '/lockd.v1.Admin/RevokeLock',
-            lockd_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
-            lockd_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
+            lockd__client_dot_v1_dot_lockd__pb2.RevokeLockRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.RevokeLockResponse.FromString,
             options,
             channel_credentials,
             insecure,
