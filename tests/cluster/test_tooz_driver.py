@@ -1,0 +1,200 @@
+"""The tooz driver (lockd_client.tooz_driver) on a real 3-node cluster: what tooz's own suite
+does not check -- waiting and hand-over between coordinators, crashed members, leaders and
+holders (a child process killed with -9), and a Raft leader kill under held state.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import tooz.coordination as tc
+
+from tests.cluster.util import pid_alive
+from tests.support.wait import wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+CHILD_TTL = 2.0
+# A crashed session is reaped within TTL + grace (4.4 s by default) + 1 s (docs/sessions.md).
+REAP_BOUND = CHILD_TTL + 4.4 + 1.0 + 3.0
+
+CHILD = r"""
+import sys, time, tooz.coordination as tc
+url, member, action, name = sys.argv[1:5]
+c = tc.get_coordinator(url, member.encode())
+c.start()
+if action == "lock":
+    assert c.get_lock(name.encode()).acquire(blocking=10)
+elif action == "lead":
+    elected = []
+    c.watch_elected_as_leader(name.encode(), elected.append)
+    c.run_watchers()
+    assert elected, "not elected"
+elif action == "join":
+    c.join_group(name.encode(), {"pid": 1}).get()
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def _id(prefix: str) -> bytes:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}".encode()
+
+
+@pytest.fixture
+def coords(cluster):
+    """`coords(member=None, ttl=10)` → a started lockd:// coordinator; all stopped at teardown."""
+    started = []
+
+    def make(member: bytes | None = None, *, ttl: float = 10.0):
+        c = tc.get_coordinator(f"lockd://{cluster.endpoints}?ttl={ttl:g}", member or _id("m"))
+        c.start()
+        started.append(c)
+        return c
+
+    yield make
+    for c in started:
+        if c.is_started:
+            c.stop()
+
+
+def _child(procs, cluster, action: str, name: bytes, member: bytes):
+    url = f"lockd://{cluster.endpoints}?ttl={CHILD_TTL:g}"
+    p = procs.start([sys.executable, "-c", CHILD, url, member.decode(), action, name.decode()])
+    p.wait_line(lambda line: line == "ready", timeout=30)
+    return p
+
+
+def _kill(p) -> None:
+    p.popen.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    assert not pid_alive(p.pid)
+
+
+def test_a_waiting_acquire_gets_the_lock_when_the_other_coordinator_releases(coords, clients):
+    c1, c2 = coords(b"holder"), coords(b"waiter")
+    name = _id("job")
+    l1, l2 = c1.get_lock(name), c2.get_lock(name)
+    assert l1.acquire(blocking=False)
+    assert not l2.acquire(blocking=False)
+    assert not l2.acquire(blocking=0.3)
+    got = []
+    t = threading.Thread(target=lambda: got.append(l2.acquire(blocking=20)), daemon=True)
+    t.start()
+    # The waiter queues in lockd (a waiter of the lock), not in a retry loop.
+    lock_name = "tooz/lock/" + name.decode()
+    wait_until(lambda: len(clients().get_lock(lock_name).waiters) == 1, 10, message="a waiter")
+    assert l1.is_still_owner() and l1.heartbeat()
+    assert l1.release()
+    t.join(10)
+    assert got == [True]
+    info = clients().get_lock(lock_name)
+    assert [h.client_name for h in info.holders] == ["waiter"]
+    assert l2.is_still_owner() and not l1.is_still_owner() and not l1.heartbeat()
+    assert not l1.release()
+    assert l2.release()
+    assert clients().get_lock(lock_name) is None
+
+
+def test_a_killed_holder_frees_the_lock_within_its_ttl(coords, procs, cluster):
+    name, c2 = _id("job"), coords()
+    holder = _child(procs, cluster, "lock", name, _id("child"))
+    lock = c2.get_lock(name)
+    assert not lock.acquire(blocking=False)
+    _kill(holder)
+    t0 = time.monotonic()
+    assert lock.acquire(blocking=REAP_BOUND + 5)
+    assert time.monotonic() - t0 <= REAP_BOUND
+    assert lock.release()
+
+
+def test_leadership_moves_when_the_leader_stops_and_when_it_is_killed(coords, procs, cluster):
+    group = _id("svc")
+    m1, m2 = _id("first"), _id("second")
+    c1, c2 = coords(m1), coords(m2)
+    c1.create_group(group).get()
+    ev1, ev2 = [], []
+    c1.watch_elected_as_leader(group, ev1.append)
+    c2.watch_elected_as_leader(group, ev2.append)
+    c1.run_watchers()
+    c2.run_watchers()
+    assert [(e.group_id, e.member_id) for e in ev1] == [(group, m1)] and ev2 == []
+    assert c2.get_leader(group).get() == m1
+    c1.stop()                               # closes its session: the election is free at once
+    c2.run_watchers()
+    assert [(e.group_id, e.member_id) for e in ev2] == [(group, m2)]
+    assert c2.get_leader(group).get() == m2
+    assert c2.stand_down_group_leader(group) and not c2.stand_down_group_leader(group)
+    assert c2.get_leader(group).get() is None
+
+    # A leader that dies without a word: its session expires, then the next campaign wins.
+    other = _id("svc")
+    _child(procs, cluster, "lead", other, _id("child"))
+    ev3 = []
+    c2.watch_elected_as_leader(other, ev3.append)
+    c2.run_watchers()
+    assert ev3 == []
+    _kill(procs._all[-1])
+    t0 = time.monotonic()
+    wait_until(lambda: c2.run_watchers() is not None and ev3, REAP_BOUND, interval=0.1,
+               message="the next leader")
+    assert time.monotonic() - t0 <= REAP_BOUND
+    assert c2.get_leader(other).get() == m2
+
+
+def test_join_and_leave_watches_see_members_come_go_and_crash(coords, procs, cluster):
+    group = _id("grp")
+    c1, c2 = coords(b"watcher"), coords(b"worker")
+    c1.create_group(group).get()
+    joined, left = [], []
+    c1.watch_join_group(group, joined.append)
+    c1.watch_leave_group(group, left.append)
+    c2.join_group(group, {"slots": 4}).get()
+    c1.run_watchers()
+    assert [e.member_id for e in joined] == [b"worker"] and left == []
+    assert c1.get_member_capabilities(group, b"worker").get() == {"slots": 4}
+    c2.update_capabilities(group, {"slots": 8}).get()
+    assert c1.get_members_with_capabilities(group).get() == {b"worker": {"slots": 8}}
+    c2.leave_group(group).get()
+    c1.run_watchers()
+    assert [e.member_id for e in left] == [b"worker"]
+
+    crashed = _id("child")
+    child = _child(procs, cluster, "join", group, crashed)
+    c1.run_watchers()
+    assert joined[-1].member_id == crashed
+    assert c1.get_members(group).get() == {crashed}
+    _kill(child)
+    wait_until(lambda: c1.run_watchers() is not None and len(left) == 2, REAP_BOUND,
+               interval=0.1, message="the crashed member to leave")
+    assert left[-1].member_id == crashed
+    assert c1.get_members(group).get() == set()
+    c1.delete_group(group).get()
+    assert group not in c1.get_groups().get()
+
+
+def test_locks_members_and_leadership_survive_a_raft_leader_kill(coords, cluster):
+    group, name = _id("grp"), _id("job")
+    c1, c2 = coords(b"steady"), coords(b"other")
+    c1.create_group(group).get()
+    c1.join_group(group).get()
+    elected = []
+    c1.watch_elected_as_leader(group, elected.append)
+    c1.run_watchers()
+    lock = c1.get_lock(name)
+    assert lock.acquire(blocking=False) and elected
+    old = cluster.wait_for_leader()
+    cluster.kill(old)
+    cluster.wait_for_leader(timeout=30, exclude=[old])
+    assert lock.is_still_owner()
+    assert not c2.get_lock(name).acquire(blocking=1)
+    assert c2.get_members(group).get() == {b"steady"}
+    assert c2.get_leader(group).get() == b"steady"
+    c1.run_watchers()
+    assert len(elected) == 1     # still the same leadership: no second election
+    assert lock.release()
