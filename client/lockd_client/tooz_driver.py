@@ -77,8 +77,13 @@ def _done(fn: Callable[..., Any], *args: Any) -> coordination.CoordinatorResult[
     return coordination.CoordinatorResult(f)
 
 
+def _bytes(value: bytes | str) -> bytes:
+    """An id as bytes (tooz allows str ids; UTF-8, where tooz's own helper only takes ASCII)."""
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
 def _quote(value: bytes | str, safe: str = "") -> str:
-    return urllib.parse.quote(utils.to_binary(value), safe=safe)
+    return urllib.parse.quote(_bytes(value), safe=safe)
 
 
 def _unquote(text: str) -> bytes:
@@ -256,7 +261,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     )
 
     def __init__(self, member_id: bytes, parsed_url: Any, options: dict[str, Any]) -> None:
-        super().__init__(utils.to_binary(member_id), parsed_url, options)
+        super().__init__(_bytes(member_id), parsed_url, options)
         opts = utils.collapse(options)
         netloc = parsed_url.netloc.rpartition("@")[2]
         self._endpoints = [e.strip() for e in netloc.split(",") if e.strip()] or None
@@ -377,7 +382,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     # ------------------------------------------------------------------ locks
 
     def get_lock(self, name: bytes) -> LockdLock:
-        return LockdLock(self, utils.to_binary(name))
+        return LockdLock(self, _bytes(name))
 
     def _acquire_lock(self, lock_name: str, shared: bool,
                       wait: float | None) -> tuple[Any, Any]:
@@ -412,7 +417,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
                 e = self._elections.get(group_id)
                 if e is not None and e.leading():
                     continue
-                gid = utils.to_binary(group_id)
+                gid = _bytes(group_id)
                 e = self._main().election(self._name("leader", _quote(gid)),
                                           value=self._member_id)
                 if not e.campaign(timeout=0):
@@ -486,7 +491,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
             self._let_go(entry[0].release)
 
     def create_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _create() -> None:
             with self._group_mutex(gid):
@@ -503,7 +508,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         return _done(_groups)
 
     def delete_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _delete() -> None:
             with self._group_mutex(gid):
@@ -539,7 +544,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
 
     def join_group(self, group_id: bytes,
                    capabilities: Any = b"") -> coordination.CoordAsyncResult[None]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _join() -> None:
             with self._group_mutex(gid):
@@ -562,7 +567,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         return _done(_join)
 
     def leave_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _leave() -> None:
             with self._mu:
@@ -589,7 +594,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         return _done(_leave)
 
     def get_members(self, group_id: bytes) -> coordination.CoordAsyncResult[set[bytes]]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _members() -> set[bytes]:
             if not self._group_exists(gid):
@@ -599,7 +604,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
 
     def get_members_with_capabilities(
             self, group_id: bytes) -> coordination.CoordAsyncResult[dict[bytes, Any]]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _members() -> dict[bytes, Any]:
             if not self._group_exists(gid):
@@ -617,13 +622,13 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
 
     def get_member_capabilities(self, group_id: bytes,
                                 member_id: bytes) -> coordination.CoordAsyncResult[Any]:
-        gid, mid = utils.to_binary(group_id), utils.to_binary(member_id)
+        gid, mid = _bytes(group_id), _bytes(member_id)
         return _done(lambda: _caps(self._member_holder(gid, mid).value))
 
     def get_member_info(self, group_id: bytes,
                         member_id: bytes) -> coordination.CoordAsyncResult[dict[str, Any]]:
         """``capabilities``, plus ``token`` (the fencing token of the membership's grant)."""
-        gid, mid = utils.to_binary(group_id), utils.to_binary(member_id)
+        gid, mid = _bytes(group_id), _bytes(member_id)
 
         def _info() -> dict[str, Any]:
             h = self._member_holder(gid, mid)
@@ -632,7 +637,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
 
     def update_capabilities(self, group_id: bytes,
                             capabilities: Any) -> coordination.CoordAsyncResult[None]:
-        gid = utils.to_binary(group_id)
+        gid = _bytes(group_id)
 
         def _update() -> None:
             with self._mu:
