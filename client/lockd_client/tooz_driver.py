@@ -240,10 +240,15 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
                          leader or lock holder keeps its place
     timeout     5        seconds each call (including its retries) may take
     prefix      tooz     the first segment of every lockd name the driver uses
+    tls_ca      —        TLS: the CA bundle (PEM path) of the nodes' certificates
+    tls_cert,   —        mTLS: this client's certificate and key (PEM paths; both or
+    tls_key              neither)
+    tls_server_name  —   the name to verify in the nodes' certificates
     ==========  =======  ==================================================================
 
     Without a host, ``LOCKD_ENDPOINTS`` (the client's environment variable) or
-    ``127.0.0.1:7001`` is used. Keepalives run in the client's own thread, so
+    ``127.0.0.1:7001`` is used; without ``tls_*`` options, the client's ``LOCKD_TLS_*``
+    variables apply. Keepalives run in the client's own thread, so
     `heartbeat()` is not needed to stay alive; it re-opens the coordinator's session if it
     was lost (then every membership and leadership of the old one is gone).
     """
@@ -268,6 +273,9 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         self.ttl = self._float_option(opts, "ttl", 10.0, 1.0, 3600.0)
         self.timeout = self._float_option(opts, "timeout", 5.0, 0.1, 3600.0)
         self.prefix = str(opts.get("prefix", "tooz")).strip("/") or "tooz"
+        tls = {k: opts[f"tls_{k}"] for k in ("ca", "cert", "key", "server_name")
+               if opts.get(f"tls_{k}")}
+        self._tls = lockd_client.TLSConfig(**tls) if tls else None   # None: LOCKD_TLS_*
         self._client: Any = None
         self._session: Any = None
         self._mu = threading.RLock()
@@ -305,7 +313,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     # ------------------------------------------------------------------ lifecycle
 
     def _start(self) -> None:
-        client = lockd_client.connect(self._endpoints, timeout=self.timeout)
+        client = lockd_client.connect(self._endpoints, timeout=self.timeout, tls=self._tls)
         try:
             with _translated():
                 self._session = self._open_session(client)

@@ -68,3 +68,13 @@ def test_capabilities_round_trip_and_none_is_an_empty_value():
     assert td._caps_value(None) == b"" and td._caps_value(b"") == b""
     assert td._caps(td._caps_value({"slots": 4, "tags": ["a"]})) == {"slots": 4, "tags": ["a"]}
     assert td._caps(b"") is None
+
+
+def test_tls_options_become_the_clients_tls_config():
+    c = tc.get_coordinator("lockd://n1:7001?tls_ca=/etc/ca.pem&tls_cert=/c.pem&tls_key=/k.pem"
+                           "&tls_server_name=lockd.internal", b"m")
+    assert (c._tls.ca, c._tls.cert, c._tls.key, c._tls.server_name) == (
+        "/etc/ca.pem", "/c.pem", "/k.pem", "lockd.internal")
+    assert tc.get_coordinator("lockd://n1:7001", b"m")._tls is None
+    with pytest.raises(ValueError, match="both cert and key"):
+        tc.get_coordinator("lockd://n1:7001?tls_cert=/c.pem", b"m")
