@@ -10,7 +10,7 @@ How tooz's ideas map onto lockd (every name below starts with the ``prefix`` opt
 | tooz | lockd |
 |---|---|
 | a started coordinator | one client and one session (``ttl``), named after the member id |
-| ``get_lock(name)`` → acquire | a fresh session per acquire holding the lock ``lock/<name>``; released by closing it |
+| ``get_lock(name)`` → acquire | the lock ``lock/<name>``, held by a session of that hold's own (pooled) |
 | ``watch_elected_as_leader(g)`` + ``run_watchers`` | a non-blocking campaign on the election ``leader/<g>`` |
 | ``stand_down_group_leader(g)`` | resign |
 | ``create_group(g)`` | a SHARED hold of ``group/<g>`` by the creator's session |
@@ -113,9 +113,9 @@ def _caps(value: bytes) -> Any:
 class LockdLock(locking.Lock):
     """A tooz lock on the lockd lock ``<prefix>/lock/<name>``.
 
-    Each acquire opens its own session and a release closes it (which releases the lock in
-    one write), so two lock objects of one coordinator exclude each other exactly as two
-    coordinators do, and a waiter waits in lockd's FIFO queue, not in a retry loop. Within
+    Each hold has a session of its own (taken from the coordinator's pool of idle lock
+    sessions, or opened), so two lock objects of one coordinator exclude each other exactly
+    as two coordinators do, and a waiter waits in lockd's FIFO queue, not in a retry loop. Within
     one object: an exclusive hold is not re-entrant (a second acquire waits, or is False
     when not blocking); shared holds of one object are counted, and the last release gives
     the lock back. `heartbeat()` says whether the hold is still valid (the session's
@@ -194,12 +194,7 @@ class LockdLock(locking.Lock):
             self._holds = 0
             self._coord._held_locks.discard(self)
             self._cond.notify_all()
-        if not handle.locked():
-            self._coord._close_quietly(session)
-            return False
-        with _translated():
-            released = session.close()
-        return self._lock_name in released
+        return self._coord._release_lock(session, handle)
 
     def heartbeat(self) -> bool:
         """True while this object holds the lock and its session's lease runs."""
@@ -253,6 +248,9 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     was lost (then every membership and leadership of the old one is gone).
     """
 
+    IDLE_LOCK_SESSIONS = 8
+    """Sessions kept open for the next acquires once their lock is released (the rest close)."""
+
     CHARACTERISTICS = (
         # Liveness is the session's keepalive stream, not the caller's heartbeats (as
         # with ZooKeeper's sessions).
@@ -283,6 +281,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         self._elections: dict[bytes, Any] = {}   # group -> Election handle (leading)
         self._members: dict[bytes, Any] = {}     # group -> Election handle on member/<g>/<id>
         self._shares: dict[bytes, list] = {}     # group -> [Lock handle on group/<g>, refs]
+        self._idle: list[Any] = []               # lock sessions that hold nothing
 
     @staticmethod
     def _float_option(opts: dict[str, Any], key: str, default: float, lo: float,
@@ -335,6 +334,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
             self._elections.clear()
             self._members.clear()
             self._shares.clear()
+            self._idle.clear()
         for lock in list(self._held_locks):
             with lock._cond:
                 lock._session = lock._handle = None
@@ -392,23 +392,65 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     def get_lock(self, name: bytes) -> LockdLock:
         return LockdLock(self, _bytes(name))
 
+    def _lock_session(self) -> Any:
+        """A session that holds nothing: an idle one from the pool, else a new one."""
+        with self._mu:
+            client = self._client_or_raise()
+            while self._idle:
+                session = self._idle.pop()
+                if session.alive:
+                    return session
+                self._close_quietly(session)
+        return self._open_session(client)
+
+    def _give_back(self, session: Any) -> None:
+        """Return a session that holds nothing to the pool (or close it)."""
+        with self._mu:
+            if (self._client is not None and session.alive
+                    and len(self._idle) < self.IDLE_LOCK_SESSIONS):
+                self._idle.append(session)
+                return
+        self._close_quietly(session)
+
     def _acquire_lock(self, lock_name: str, shared: bool,
                       wait: float | None) -> tuple[Any, Any]:
-        """Open a session and take `lock_name` in it: (session, handle), or (None, None) if
+        """Take `lock_name` in a session of its own: (session, handle), or (None, None) if
         not granted within `wait` seconds (None: forever; 0: one try)."""
-        client = self._client_or_raise()
         with _translated():
-            session = self._open_session(client)
+            session = self._lock_session()
             try:
                 handle = session.lock(lock_name, shared=shared)
                 ok = handle.acquire(blocking=True, timeout=-1 if wait is None else wait)
             except BaseException:
+                # The outcome may be unknown (the client withdraws what it can): never
+                # reuse this session.
                 self._close_quietly(session)
                 raise
         if not ok:
-            self._close_quietly(session)
+            if wait == 0:
+                self._give_back(session)       # a refused single try leaves nothing behind
+            else:
+                self._close_quietly(session)   # a timed-out wait's withdrawal may still run
             return None, None
         return session, handle
+
+    def _release_lock(self, session: Any, handle: Any) -> bool:
+        """Release `handle`'s grant; True if the cluster released it. The session goes back
+        to the pool only when it surely holds nothing."""
+        if not handle.locked():
+            self._close_quietly(session)       # lost with its session
+            return False
+        try:
+            with _translated():
+                handle.release()
+        except tooz.ToozError as e:
+            self._close_quietly(session)
+            if isinstance(e.__cause__, (lockd_client.NotHolderError,
+                                        lockd_client.SessionExpiredError)):
+                return False                   # broken (force-released) or expired meanwhile
+            raise
+        self._give_back(session)
+        return True
 
     # ------------------------------------------------------------------ election
 

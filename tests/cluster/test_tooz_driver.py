@@ -101,6 +101,27 @@ def test_a_waiting_acquire_gets_the_lock_when_the_other_coordinator_releases(coo
     assert clients().get_lock(lock_name) is None
 
 
+def test_each_hold_has_its_own_session_and_released_ones_are_reused(coords, clients):
+    c = coords(b"pooled")
+    names = [_id("job") for _ in range(3)]
+    held = [c.get_lock(n) for n in names]
+    assert all(lock.acquire(blocking=False) for lock in held)
+
+    def sessions():
+        page = clients().list_sessions(page_size=500)
+        return [s for s in page.sessions if s.client_name == "pooled"]
+
+    # the coordinator's own session plus one per hold, each holding exactly its lock
+    assert sorted(len(s.held) for s in sessions()) == [0, 1, 1, 1]
+    assert all(lock.release() for lock in held)
+    for _ in range(10):
+        lock = c.get_lock(names[0])
+        assert lock.acquire(blocking=False) and lock.release()
+    assert len(sessions()) == 4          # no session opened per acquire
+    c.stop()
+    assert sessions() == []              # stop closes every one
+
+
 def test_a_killed_holder_frees_the_lock_within_its_ttl(coords, procs, cluster):
     name, c2 = _id("job"), coords()
     holder = _child(procs, cluster, "lock", name, _id("child"))
