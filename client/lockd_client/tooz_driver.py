@@ -64,6 +64,8 @@ def _translated() -> Iterator[None]:
         utils.raise_with_cause(coordination.OperationTimedOut, str(e), cause=e)
     except lockd_client.LockdError as e:
         utils.raise_with_cause(tooz.ToozError, str(e), cause=e)
+    except RuntimeError as e:   # the client was closed under the call (a concurrent stop())
+        utils.raise_with_cause(tooz.ToozError, str(e), cause=e)
 
 
 def _done(fn: Callable[..., Any], *args: Any) -> coordination.CoordinatorResult[Any]:
