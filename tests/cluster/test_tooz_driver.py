@@ -223,3 +223,36 @@ def test_locks_members_and_leadership_survive_a_raft_leader_kill(coords, cluster
     c1.run_watchers()
     assert len(elected) == 1     # still the same leadership: no second election
     assert lock.release()
+
+
+def test_contending_threads_of_three_coordinators_never_overlap(coords):
+    name = _id("hot")
+    locks = [c.get_lock(name) for c in (coords(b"a"), coords(b"b"), coords(b"c"))
+             for _ in range(2)]                   # two objects per coordinator
+    inside, entered, errors = [0], [], []
+    mu = threading.Lock()
+
+    def work(lock, who):
+        try:
+            for _ in range(8):
+                assert lock.acquire(blocking=30)
+                with mu:
+                    inside[0] += 1
+                    overlap = inside[0] != 1
+                entered.append(who)
+                time.sleep(0.002)
+                with mu:
+                    inside[0] -= 1
+                assert not overlap, "two holders at once"
+                assert lock.release()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(lock, i), daemon=True)
+               for i, lock in enumerate(locks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert sorted(entered) == sorted(list(range(6)) * 8)
