@@ -156,12 +156,12 @@ def test_leadership_moves_when_the_leader_stops_and_when_it_is_killed(coords, pr
 
     # A leader that dies without a word: its session expires, then the next campaign wins.
     other = _id("svc")
-    _child(procs, cluster, "lead", other, _id("child"))
+    leader = _child(procs, cluster, "lead", other, _id("child"))
     ev3 = []
     c2.watch_elected_as_leader(other, ev3.append)
     c2.run_watchers()
     assert ev3 == []
-    _kill(procs._all[-1])
+    _kill(leader)
     t0 = time.monotonic()
     wait_until(lambda: c2.run_watchers() is not None and ev3, REAP_BOUND, interval=0.1,
                message="the next leader")
