@@ -1,6 +1,7 @@
 """The tooz driver (lockd_client.tooz_driver) on a real 3-node cluster: what tooz's own suite
 does not check -- waiting and hand-over between coordinators, crashed members, leaders and
-holders (a child process killed with -9), and a Raft leader kill under held state.
+holders (a child process killed with -9), a Raft leader kill under held state, contention,
+and mTLS with an ACL that grants the driver's prefix.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import threading
 import time
 import uuid
 
+import grpc
 import pytest
+import tooz
 import tooz.coordination as tc
 
+from lockd_cluster import LocalCluster
 from tests.cluster.util import pid_alive
+from tests.support.tls import TestPKI
 from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
@@ -256,3 +261,63 @@ def test_contending_threads_of_three_coordinators_never_overlap(coords):
         t.join(60)
     assert not errors and not any(t.is_alive() for t in threads)
     assert sorted(entered) == sorted(list(range(6)) * 8)
+
+
+TOOZ_ACL = """
+[[grant]]
+identity = "node"
+prefix = ""
+allow = ["admin"]
+
+[[grant]]
+identity = "svc"
+prefix = "svc/"
+allow = ["lock"]
+"""
+
+
+def test_over_mtls_one_lock_grant_on_the_prefix_serves_everything_but_break(cluster_dir):
+    pki = TestPKI(cluster_dir / "pki")
+    cert, key = pki.node("node")
+    acl = cluster_dir / "acl.toml"
+    acl.write_text(TOOZ_ACL)
+    c = LocalCluster(3, cluster_dir / "nodes", extra_args=[
+        "--tls-cert", str(cert), "--tls-key", str(key), "--tls-client-ca", str(pki.ca),
+        "--acl-file", str(acl)])
+    c.channel_credentials = grpc.ssl_channel_credentials(   # the harness's own Status calls
+        pki.ca.read_bytes(), key.read_bytes(), cert.read_bytes())
+    started = []
+    try:
+        c.start()
+        c.wait_for_members(timeout=30)
+        svc_cert, svc_key = pki.client("svc")
+        tls = f"tls_ca={pki.ca}&tls_cert={svc_cert}&tls_key={svc_key}"
+
+        def coord(member: bytes, prefix: str):
+            co = tc.get_coordinator(f"lockd://{c.endpoints}?prefix={prefix}&{tls}", member)
+            co.start()
+            started.append(co)
+            return co
+
+        a, b = coord(b"a", "svc"), coord(b"b", "svc")
+        lock = a.get_lock(b"job")
+        assert lock.acquire(blocking=False) and not b.get_lock(b"job").acquire(blocking=False)
+        a.create_group(b"g").get()
+        a.join_group(b"g", {"n": 1}).get()
+        b.join_group(b"g").get()
+        assert a.get_members(b"g").get() == {b"a", b"b"}
+        elected = []
+        b.watch_elected_as_leader(b"g", elected.append)
+        b.run_watchers()
+        assert elected and a.get_leader(b"g").get() == b"b"
+        with pytest.raises(tooz.ToozError, match="PERMISSION_DENIED"):
+            b.get_lock(b"job").break_()          # ForceRelease needs admin
+        assert lock.release()
+        outside = coord(b"x", "tooz")            # no grant on tooz/
+        with pytest.raises(tooz.ToozError, match="PERMISSION_DENIED"):
+            outside.get_lock(b"job").acquire(blocking=False)
+    finally:
+        for co in started:
+            if co.is_started:
+                co.stop()
+        c.stop()
