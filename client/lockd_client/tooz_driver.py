@@ -21,8 +21,10 @@ How tooz's ideas map onto lockd (every name below starts with the ``prefix`` opt
 Members are ephemeral: they are held by their coordinator's session, so a crashed process
 leaves every group when its session expires (TTL after its last keepalive) and ``stop()``
 leaves at once. lockd keeps no durable data, so a group exists while some session holds
-``group/<g>``: its creator or any member. Watches (join/leave) are tooz's cached
-`run_watchers`, which compares the member list between two calls.
+``group/<g>``: its creator or any member. Join/leave watches follow a lockd watch of
+``member/<g>/`` (so a member that joins and leaves between two `run_watchers` calls is
+still reported) and the member list read at each call (so a call reports everything
+committed before it).
 
 Threads: a coordinator and its locks may be used from several threads; the group and
 election calls of one coordinator are serialized on a local lock. Results are computed
@@ -32,6 +34,7 @@ before the call returns (the `CoordAsyncResult` is already done); errors are rai
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -227,6 +230,36 @@ class LockdLock(locking.Lock):
         return bool(resp.released)
 
 
+class _MemberWatch:
+    """A lockd watch of one group's member locks, read by a thread of its own into a queue
+    that `run_watchers` drains. Started at "now" (a linearizable read) by the constructor."""
+
+    def __init__(self, client: Any, prefix: str) -> None:
+        self._events: collections.deque = collections.deque()
+        self.failed: BaseException | None = None
+        self._watch = client.watch(prefix)
+        self._thread = threading.Thread(target=self._run, name=f"tooz-watch {prefix}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for ev in self._watch:
+                self._events.append(ev)
+        except Exception as e:  # noqa: BLE001 - RevisionCompacted, ClusterUnavailable, closed
+            self.failed = e
+
+    def drain(self) -> list:
+        out = []
+        while self._events:
+            out.append(self._events.popleft())
+        return out
+
+    def close(self) -> None:
+        self._watch.close()
+        self._thread.join(timeout=2.0)
+
+
 class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
     """tooz driver for lockd. URL: ``lockd://HOST:PORT[,HOST:PORT...][?OPTION=VALUE&...]``.
 
@@ -284,6 +317,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         self._members: dict[bytes, Any] = {}     # group -> Election handle on member/<g>/<id>
         self._shares: dict[bytes, list] = {}     # group -> [Lock handle on group/<g>, refs]
         self._idle: list[Any] = []               # lock sessions that hold nothing
+        self._watches: dict[bytes, _MemberWatch] = {}   # group -> its member watch
 
     @staticmethod
     def _float_option(opts: dict[str, Any], key: str, default: float, lo: float,
@@ -337,6 +371,10 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
             self._members.clear()
             self._shares.clear()
             self._idle.clear()
+            watches = list(self._watches.values())
+            self._watches.clear()
+        for w in watches:
+            w.close()
         for lock in list(self._held_locks):
             with lock._cond:
                 lock._session = lock._handle = None
@@ -478,12 +516,100 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
             self._hooks_elected_leader[group_id].run(
                 coordination.LeaderElected(group_id, self._member_id))
 
+    # ------------------------------------------------------------------ join/leave watches
+
+    def _init_watch_group(self, group_id: bytes) -> None:
+        """The first watch of a group: a lockd watch of its members from now, then the
+        member list it starts from (GroupNotCreated leaves nothing behind)."""
+        if group_id in self._group_members:
+            return
+        with _translated():
+            w = _MemberWatch(self._client_or_raise(), self._member_prefix(_bytes(group_id)))
+        try:
+            self._group_members[group_id] = self.get_members(group_id).get()
+        except BaseException:
+            w.close()
+            raise
+        old = self._watches.pop(group_id, None)
+        if old is not None:
+            old.close()
+        self._watches[group_id] = w
+
+    def unwatch_join_group(self, group_id: bytes, callback: Any) -> None:
+        super().unwatch_join_group(group_id, callback)
+        self._end_watch_if_unused(group_id)
+
+    def unwatch_leave_group(self, group_id: bytes, callback: Any) -> None:
+        super().unwatch_leave_group(group_id, callback)
+        self._end_watch_if_unused(group_id)
+
+    def _end_watch_if_unused(self, group_id: bytes) -> None:
+        if not self._has_hooks_for_group(group_id):
+            w = self._watches.pop(group_id, None)
+            if w is not None:
+                w.close()
+
     def run_watchers(self, timeout: float | None = None) -> list[Any]:
+        """Report joins and leaves of the watched groups, then campaign where asked.
+
+        For each group: first the member events the lockd watch has delivered (so a member
+        that joined and left since the last call is reported, in order), then the difference
+        to the member list read now (a linearizable read, so everything committed before
+        this call is reported even if its event is still on the way). An event is reported
+        only if it changes what was last reported, so nothing is reported twice.
+        """
         with _translated():
             self._main()
-        result = super().run_watchers(timeout)
+        result: list[Any] = []
+        for group_id in set(self._hooks_join_group) | set(self._hooks_leave_group):
+            w = self._watches.get(group_id)
+            events = w.drain() if w is not None else []
+            if w is not None and w.failed is not None:
+                # Compacted, or no node served it for its reconnect_timeout: this call
+                # reports from the member list alone, with a new watch for the next ones.
+                log.warning("tooz_member_watch_failed group=%r error=%s", group_id, w.failed)
+                self._watches.pop(group_id, None)
+                w.close()
+                w = None
+            if w is None:                  # failed, or the coordinator was restarted
+                self._restart_watch(group_id)
+            try:
+                now = self.get_members(group_id).get(timeout=timeout)
+            except coordination.GroupNotCreated:
+                now = set()
+            if group_id in self._joined_groups and self._member_id not in now:
+                self._joined_groups.discard(group_id)
+            seen = set(self._group_members.get(group_id, set()))
+            prefix = self._member_prefix(_bytes(group_id))
+            changes: list[tuple[bool, bytes]] = []
+            for ev in events:
+                member = _unquote(ev.name[len(prefix):])
+                if ev.type == "acquired" and member not in seen:
+                    seen.add(member)
+                    changes.append((True, member))
+                elif ev.type in ("released", "expired") and member in seen:
+                    seen.discard(member)
+                    changes.append((False, member))
+            changes += [(True, m) for m in sorted(now - seen)]
+            changes += [(False, m) for m in sorted(seen - now)]
+            self._group_members[group_id] = now
+            for joined, member in changes:
+                if joined:
+                    result.extend(self._hooks_join_group[group_id].run(
+                        coordination.MemberJoinedGroup(group_id, member)))
+                else:
+                    result.extend(self._hooks_leave_group[group_id].run(
+                        coordination.MemberLeftGroup(group_id, member)))
         self.run_elect_coordinator()
         return result
+
+    def _restart_watch(self, group_id: bytes) -> None:
+        try:
+            with _translated():
+                self._watches[group_id] = _MemberWatch(
+                    self._client_or_raise(), self._member_prefix(_bytes(group_id)))
+        except tooz.ToozError as e:
+            log.warning("tooz_member_watch_not_restarted group=%r error=%s", group_id, e)
 
     def stand_down_group_leader(self, group_id: bytes) -> bool:
         """Resign the group's election if leading; True if it did."""

@@ -208,6 +208,25 @@ def test_join_and_leave_watches_see_members_come_go_and_crash(coords, procs, clu
     assert group not in c1.get_groups().get()
 
 
+def test_a_member_that_joins_and_leaves_between_two_run_watchers_is_reported(coords):
+    group = _id("grp")
+    c1, c2, c3 = coords(b"watcher"), coords(b"brief"), coords(b"stays")
+    c1.create_group(group).get()
+    seen = []
+    c1.watch_join_group(group, lambda e: seen.append(("join", e.member_id)))
+    c1.watch_leave_group(group, lambda e: seen.append(("leave", e.member_id)))
+    assert c1.run_watchers() == []
+    c2.join_group(group).get()
+    c2.leave_group(group).get()     # never in any member list c1 reads
+    c3.join_group(group).get()
+    wait_until(lambda: c1.run_watchers() is not None and len(seen) == 3, 10, interval=0.05,
+               message="three membership changes")
+    c1.run_watchers()
+    assert [kind for kind, m in seen if m == b"brief"] == ["join", "leave"]
+    assert [kind for kind, m in seen if m == b"stays"] == ["join"]
+    assert len(seen) == 3           # each change once: nothing reported twice
+
+
 def test_locks_members_and_leadership_survive_a_raft_leader_kill(coords, cluster):
     group, name = _id("grp"), _id("job")
     c1, c2 = coords(b"steady"), coords(b"other")
