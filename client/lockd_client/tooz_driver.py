@@ -400,6 +400,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
                 self._elections.clear()
                 self._members.clear()
                 self._shares.clear()
+                self._joined_groups.clear()    # its members were held by the lost session
                 if old is not None:
                     log.warning("tooz_session_lost member=%r", self._member_id)
                     self._close_quietly(old)

@@ -227,6 +227,35 @@ def test_a_member_that_joins_and_leaves_between_two_run_watchers_is_reported(coo
     assert len(seen) == 3           # each change once: nothing reported twice
 
 
+def test_a_lost_session_is_reopened_and_its_memberships_and_leadership_are_gone(coords,
+                                                                                clients):
+    group = _id("grp")
+    c1, c2 = coords(b"victim"), coords(b"observer")
+    c1.create_group(group).get()
+    c1.join_group(group).get()
+    elected, left = [], []
+    c1.watch_elected_as_leader(group, elected.append)
+    c1.run_watchers()
+    c2.watch_leave_group(group, left.append)
+    admin = clients()
+    member_lock = f"tooz/member/{group.decode()}/victim"
+    victim = [s for s in admin.list_sessions().sessions if member_lock in s.held]
+    assert len(victim) == 1
+    admin.kill_session(victim[0].session_id_prefix)      # as if it had expired
+    c2.run_watchers()
+    assert [e.member_id for e in left] == [b"victim"]
+    assert c2.get_leader(group).get() is None
+    wait_until(lambda: c1.heartbeat() and c1._session.id[:8] != victim[0].session_id_prefix,
+               10, interval=0.1, message="a new session")
+    c1.run_watchers()                                      # campaigns again in the new one
+    assert len(elected) == 2 and c2.get_leader(group).get() == b"victim"
+    assert group not in c1._joined_groups
+    # The group lived in the lost session alone (creator and only member): it is gone.
+    assert group not in c2.get_groups().get()
+    c1.join_group_create(group)
+    assert c2.get_members(group).get() == {b"victim"}
+
+
 def test_locks_members_and_leadership_survive_a_raft_leader_kill(coords, cluster):
     group, name = _id("grp"), _id("job")
     c1, c2 = coords(b"steady"), coords(b"other")
