@@ -38,6 +38,7 @@ def test_tooz_suite_passes_against_a_three_node_cluster(cluster, tmp_path):
     env["TOOZ_TEST_URL"] = f"lockd://{cluster.endpoints}?ttl=10"
     argv = [sys.executable, "-m", "pytest", "-c", str(tmp_path / "pytest.ini"),
             "--rootdir", str(tmp_path), "-p", "no:cacheprovider", "-q", "-rfEs",
+            "--timeout", "60",                  # a hung test fails by name, not the run
             f"--junitxml={report}", "-o", "junit_family=xunit2",
             str(tests_dir / "test_coordination.py"),
             str(tests_dir / "test_partitioner.py") + "::TestPartitioner"]
