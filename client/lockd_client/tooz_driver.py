@@ -235,7 +235,7 @@ class _MemberWatch:
     that `run_watchers` drains. Started at "now" (a linearizable read) by the constructor."""
 
     def __init__(self, client: Any, prefix: str) -> None:
-        self._events: collections.deque = collections.deque()
+        self._events: collections.deque[Any] = collections.deque()
         self.failed: BaseException | None = None
         self._watch = client.watch(prefix)
         self._thread = threading.Thread(target=self._run, name=f"tooz-watch {prefix}",
@@ -249,8 +249,8 @@ class _MemberWatch:
         except Exception as e:  # noqa: BLE001 - RevisionCompacted, ClusterUnavailable, closed
             self.failed = e
 
-    def drain(self) -> list:
-        out = []
+    def drain(self) -> list[Any]:
+        out: list[Any] = []
         while self._events:
             out.append(self._events.popleft())
         return out
@@ -315,7 +315,7 @@ class LockdDriver(coordination.CoordinationDriverCachedRunWatchers):
         self._held_locks: "weakref.WeakSet[LockdLock]" = weakref.WeakSet()
         self._elections: dict[bytes, Any] = {}   # group -> Election handle (leading)
         self._members: dict[bytes, Any] = {}     # group -> Election handle on member/<g>/<id>
-        self._shares: dict[bytes, list] = {}     # group -> [Lock handle on group/<g>, refs]
+        self._shares: dict[bytes, list[Any]] = {}     # group -> [Lock handle on group/<g>, refs]
         self._idle: list[Any] = []               # lock sessions that hold nothing
         self._watches: dict[bytes, _MemberWatch] = {}   # group -> its member watch
 
