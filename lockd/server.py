@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection  # noqa: E402
 from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
 from .admin_service import AdminService  # noqa: E402
+from .api.results import check  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
 from .clock import Clock, SystemClock, SystemWallClock, WallClock  # noqa: E402
 from .config import ConfigError, NodeConfig  # noqa: E402
@@ -114,7 +115,7 @@ class LockdNode:
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
         lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
-        lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self, lock_service), self.server)
+        lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (lockd_pb2.DESCRIPTOR.services_by_name["Lock"].full_name,
@@ -220,6 +221,33 @@ class LockdNode:
             return [self.config.raft_address]
         others = [str(n.id) if hasattr(n, "id") else str(n) for n in so.otherNodes]
         return [self.config.raft_address, *others]
+
+    # ------------------------------------------------------------ the servicer port
+    # LockdNode provides lockd.api.ports.ServicerPort (structurally: it does not import it).
+
+    async def propose(self, cmd) -> C.Result:
+        """Replicate `cmd`, fair between clients when the leader is saturated."""
+        return await self.admission.propose(cmd)
+
+    def view(self, name: str, *args):
+        """A named read view of the local FSM (`LockStateMachine.<name>(*args)`)."""
+        return self.raft.read(lambda f: getattr(f, name)(*args))
+
+    async def read(self, name: str, *args):
+        """`view(name, *args)` at a linearizable point (a Barrier applied on a ready leader)."""
+        self.require_ready()
+        check(await asyncio.shield(self.raft.barrier_aio()))
+        return self.view(name, *args)
+
+    def session_ttl_left_ms(self, session_id: str) -> int:
+        deadline = self.tracker.deadline(session_id)
+        return 0 if deadline is None else max(0, int((deadline - self.clock.monotonic()) * 1000))
+
+    def forget_session(self, session_id: str) -> None:
+        self.tracker.remove(session_id)
+
+    def wall_ms(self) -> int:
+        return self.wall.wall_ms()
 
     # ------------------------------------------------------------ events (tick thread)
 
