@@ -318,6 +318,8 @@ class LockdNode:
         """Read the clocks once, tick each leader object, and carry out what they return.
 
         The loop calls this; so may a test that has just advanced a fake clock."""
+        if self._stopping:
+            return                     # no promotion, expiry or delay end while stopping
         now = self.clock.monotonic()
         for step in self.leadership.tick(self.raft.is_leader(), self.raft.term()):
             if isinstance(step, ProposeBeginEpoch):
