@@ -10,15 +10,25 @@ Every metric is listed, with what to alert on, in docs/operations.md.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import LockdNode
+
+class CollectedNode(Protocol):
+    """What `NodeCollector` reads from a node at scrape time (lockd.server.LockdNode).
+
+    `raft` is the adapter (`read`, `raw_status`, `majority_contact_age`); it is not named
+    here because lockd.replication imports this module."""
+
+    config: Any
+    raft: Any
+    keepalives: int
+
+    def is_ready_leader(self) -> bool: ...
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                    5.0, 10.0)
@@ -139,7 +149,7 @@ class NodeMetrics:
 class NodeCollector:
     """Scrape-time gauges: replicated state (sessions, locks, waiters) and Raft progress."""
 
-    def __init__(self, node: "LockdNode", clock: Callable[[], float] = time.monotonic):
+    def __init__(self, node: CollectedNode, clock: Callable[[], float] = time.monotonic):
         self._node = node
         self._clock = clock
 

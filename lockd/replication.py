@@ -51,6 +51,7 @@ from .commands import (
     decode_batch,
     encode_batch,
 )
+from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .datadir import StorageError
 from .fsm import LockStateMachine
@@ -488,8 +489,9 @@ class ReplicatedNode:
     def __init__(self, config: NodeConfig,
                  on_events: Callable[[list], None] | None = None,
                  on_leadership: Callable[[bool, int], None] | None = None,
-                 metrics: NodeMetrics | None = None):
+                 metrics: NodeMetrics | None = None, clock: Clock | None = None):
         self.config = config
+        self.clock = clock or SystemClock()   # ages silences (`silence_applied_at`)
         self.metrics = metrics or NodeMetrics()
         self._dir_lock: datadir.DataDirLock | None = None
         self._durable_paths: tuple[str, str] | None = None
@@ -608,7 +610,7 @@ class ReplicatedNode:
                     results.append(r)
                     events.extend(r.events)
                     if type(cmd) is CheckpointSessions and r.code is None:
-                        now = time.monotonic()
+                        now = self.clock.monotonic()
                         for sid, _ in cmd.silences:
                             self.silence_applied_at[sid] = now
                     elif type(cmd) is ClearSilence:

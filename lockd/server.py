@@ -1,8 +1,12 @@
 """Wiring and lifecycle of one node: the only place objects are assembled.
 
 `run_node(config)` runs a node in the foreground until SIGTERM/SIGINT. `LockdNode` is the
-assembled node (Raft adapter, session tracker, waiters, gRPC servicers, reaper) and can
-also be started inside a test's event loop.
+assembled node (Raft adapter, session tracker, waiters, gRPC servicers, the leader machinery)
+and can also be started inside a test's event loop.
+
+Time: the node reads one injected `Clock` (the host's monotonic clock by default) for every
+deadline, and one `WallClock` for the wall times it stamps into commands. The leader
+machinery (lockd/leader/) decides on `tick(now)`; `_leader_loop` is its only driver.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import errno  # noqa: E402
 import gc  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
+import time  # noqa: E402  (metrics measure real elapsed time; no decision reads it)
 
 import grpc  # noqa: E402
 import structlog  # noqa: E402
@@ -27,6 +31,7 @@ from grpc_reflection.v1alpha import reflection  # noqa: E402
 from . import commands as C  # noqa: E402
 from .acl import AclError, load_acl  # noqa: E402
 from .admin_service import AdminService  # noqa: E402
+from .api.results import check  # noqa: E402
 from .auth import AuthInterceptor  # noqa: E402
 from . import journal_space  # noqa: E402
 from .clock import (  # noqa: E402
@@ -39,7 +44,9 @@ from .errors import ErrorCode, LockdAbort  # noqa: E402
 from .admission import Admission  # noqa: E402
 from .fsm import MAX_LOCK_DELAY_MS  # noqa: E402
 from .interceptors import MetricsInterceptor, RateLimitInterceptor  # noqa: E402
-from .lock_delays import LockDelayTimer  # noqa: E402
+from .leader.leadership import BecomeReady, Demote, Leadership, ProposeBeginEpoch  # noqa: E402
+from .leader.lock_delay_ends import LockDelayEnds  # noqa: E402
+from .leader.reaper import Reaper  # noqa: E402
 from .logconfig import configure_logging, short_id  # noqa: E402
 from .membership import Membership  # noqa: E402
 from .metrics import NodeCollector, NodeMetrics  # noqa: E402
@@ -75,21 +82,23 @@ class LockdNode:
         self.watch_hub = WatchHub()    # open Watch/Observe streams (lockd/watch.py)
         self.metrics = NodeMetrics()
         self.raft = ReplicatedNode(config, on_events=self._on_events, on_leadership=self._on_leadership,
-                                   metrics=self.metrics)
+                                   metrics=self.metrics, clock=self.clock)
         self.metrics.registry.register(NodeCollector(self))
         self.admission = Admission(self.raft.propose_aio, self.raft.backlog)   # lockd.admission
         self.metrics_port = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: grpc.aio.Server | None = None
         self.grpc_port = 0
-        self.ready_epoch = 0           # term whose BeginEpoch applied while we led
         self.keepalives = 0
         self._tasks: list[asyncio.Task] = []
         self._stopping = False
-        self._ending_delays: set[str] = set()   # locks with an EndLockDelay in flight
         self.disk: DiskMonitor | None = None     # --min-free-space (lockd/disk.py)
         self.cluster_short_of_space: dict[str, int] = {}   # members below their floor
-        self._delay_timer = LockDelayTimer(MAX_LOCK_DELAY_MS)
+        # The leader machinery: tick objects driven by `_leader_loop` on this node's clock.
+        self.leadership = Leadership(self.tracker, config.promotion_grace_s, config.raft_address)
+        self.reaper = Reaper(self.tracker, config.checkpoint_period_s)
+        self.lock_delay_ends = LockDelayEnds(MAX_LOCK_DELAY_MS)
+        self._wake = asyncio.Event()   # tick now: leadership changed, BeginEpoch applied
         self.membership = Membership(self)       # AddMember/RemoveMember/transfer; removed check
         self.tls_files = None          # lockd.tls.TLSFiles when the gRPC port uses TLS
         self.auth = AuthInterceptor()  # the ACL (allow-all until start() loads --acl-file)
@@ -115,7 +124,7 @@ class LockdNode:
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
         lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
-        lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self, lock_service), self.server)
+        lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
         self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (lockd_pb2.DESCRIPTOR.services_by_name["Lock"].full_name,
@@ -144,7 +153,7 @@ class LockdNode:
         if self.config.grpc_plaintext_exposed:
             log.warning("grpc_plaintext", grpc=self.config.grpc_address,
                         hint="clients reach this port without TLS; see docs/security.md")
-        self._tasks.append(asyncio.create_task(self._reaper_loop()))
+        self._tasks.append(asyncio.create_task(self._leader_loop()))
         self._tasks.append(asyncio.create_task(self._member_info_loop()))
         self._tasks.append(asyncio.create_task(self.membership.watch_loop()))
         if self.config.min_free_bytes > 0:
@@ -222,6 +231,33 @@ class LockdNode:
         others = [str(n.id) if hasattr(n, "id") else str(n) for n in so.otherNodes]
         return [self.config.raft_address, *others]
 
+    # ------------------------------------------------------------ the servicer port
+    # LockdNode provides lockd.api.ports.ServicerPort (structurally: it does not import it).
+
+    async def propose(self, cmd) -> C.Result:
+        """Replicate `cmd`, fair between clients when the leader is saturated."""
+        return await self.admission.propose(cmd)
+
+    def view(self, name: str, *args):
+        """A named read view of the local FSM (`LockStateMachine.<name>(*args)`)."""
+        return self.raft.read(lambda f: getattr(f, name)(*args))
+
+    async def read(self, name: str, *args):
+        """`view(name, *args)` at a linearizable point (a Barrier applied on a ready leader)."""
+        self.require_ready()
+        check(await asyncio.shield(self.raft.barrier_aio()))
+        return self.view(name, *args)
+
+    def session_ttl_left_ms(self, session_id: str) -> int:
+        deadline = self.tracker.deadline(session_id)
+        return 0 if deadline is None else max(0, int((deadline - self.clock.monotonic()) * 1000))
+
+    def forget_session(self, session_id: str) -> None:
+        self.tracker.remove(session_id)
+
+    def wall_ms(self) -> int:
+        return self.wall.wall_ms()
+
     # ------------------------------------------------------------ events (tick thread)
 
     def _on_events(self, events: list) -> None:
@@ -251,124 +287,102 @@ class LockdNode:
         if self.loop is None or self.loop.is_closed():
             return
         if leader:
-            self.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._promote(term)))
+            self.loop.call_soon_threadsafe(self._elected, term)
         else:
             self.loop.call_soon_threadsafe(self._demote)
 
-    async def _promote(self, term: int) -> None:
-        log.info("leader_elected", node=self.config.raft_address, term=term)
-        for attempt in range(50):
-            if not self.raft.is_leader() or self.raft.term() != term or self._stopping:
-                return
-            r = await asyncio.wrap_future(self.raft.propose(self.raft.begin_epoch_cmd(term)))
-            if r.code is None:
-                break
-            if r.code == ErrorCode.STALE_EPOCH:
-                log.warning("stale_epoch", epoch=term)
-                return
-            await asyncio.sleep(0.05)
-        else:
-            return
-        if not self.raft.is_leader() or self.raft.term() != term:
-            return
-        now = self.clock.monotonic()
-        with self.raft.state_lock:
-            sessions = self.raft.session_silences(time.monotonic())
-            self.tracker.promote(now, sessions, self.config.promotion_grace_s)
-            self.ready_epoch = term
-        log.info("leader_ready", node=self.config.raft_address, epoch=term, sessions=len(sessions),
-                 grace_s=self.config.promotion_grace_s,
-                 max_silence_ms=max((s[2] for s in sessions), default=0))
+    def _elected(self, term: int) -> None:
+        self.leadership.elected(term)
+        self._wake.set()
 
     def _demote(self) -> None:
-        if self.ready_epoch or self.tracker.active:
-            log.info("leader_lost", node=self.config.raft_address, epoch=self.ready_epoch)
-        self.ready_epoch = 0
-        self.tracker.demote()
-        self._delay_timer.reset()
+        self.leadership.demote()
+        self.lock_delay_ends.reset()
         self.waiters.fail_all()
         self.watch_hub.end_all(self.not_leader_error())
 
-    # ------------------------------------------------------------ loops
+    @property
+    def ready_epoch(self) -> int:
+        """The term whose BeginEpoch applied while this node led (0: not a ready leader)."""
+        return self.leadership.ready_epoch
 
-    async def _reaper_loop(self) -> None:
-        """Propose ExpireSession for overdue sessions and checkpoint long silences."""
+    # ------------------------------------------------------------ the leader loop
+
+    async def _leader_loop(self) -> None:
+        """The one driver of the leader machinery: tick every `reaper_period_s`, or at once
+        when woken (elected, BeginEpoch applied)."""
         period = self.config.reaper_period_s
-        next_ckpt = 0.0
         while True:
-            await asyncio.sleep(period)
-            if not self.is_ready_leader():
-                # a pysyncobj step-down we did not hear about yet, or not leader at all
-                if self.tracker.active and not self.raft.is_leader():
-                    self._demote()
-                continue
-            now = self.clock.monotonic()
-            epoch = self.ready_epoch
-            for sid in self.tracker.due(now):
-                asyncio.ensure_future(self._expire(sid, epoch))
-            self._end_due_lock_delays()
-            gone = self.tracker.disconnect_silences(now)
-            if gone:
-                asyncio.ensure_future(self._checkpoint(epoch, gone))
-            if now >= next_ckpt:
-                next_ckpt = now + self.config.checkpoint_period_s
-                silences = self.tracker.silences(now)
-                if silences:
-                    asyncio.ensure_future(self._checkpoint(epoch, silences))
+            try:
+                await asyncio.wait_for(self._wake.wait(), period)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self.leader_tick()
+            except Exception:  # noqa: BLE001 - a bug in one tick must not stop the loop
+                log.exception("leader_tick_failed")
 
-    def _end_due_lock_delays(self) -> None:
-        """Propose EndLockDelay for every lock whose lock-delay has run out.
+    def leader_tick(self) -> None:
+        """Read the clocks once, tick each leader object, and carry out what they return.
 
-        Reads the delays from the replicated state on every tick, so a new leader ends the
-        delays its predecessor started (failover) and a restored snapshot's too. The end
-        times are on the expiring leader's wall clock, read once per delay and then counted
-        down on the monotonic clock (`LockDelayTimer`), so a step of this node's wall clock
-        neither ends a delay early nor holds it longer than the longest lock-delay; a skew
-        between members moves the end of a delay that spans a failover by as much (at most
-        that long too; docs/lock-delay.md).
-        """
+        The loop calls this; so may a test that has just advanced a fake clock."""
+        if self._stopping:
+            return                     # no promotion, expiry or delay end while stopping
+        now = self.clock.monotonic()
+        for step in self.leadership.tick(self.raft.is_leader(), self.raft.term()):
+            if isinstance(step, ProposeBeginEpoch):
+                asyncio.ensure_future(self._begin_epoch(step.term))
+            elif isinstance(step, BecomeReady):
+                with self.raft.state_lock:
+                    self.leadership.promote(step.term, now, self.raft.session_silences(now))
+            elif isinstance(step, Demote):
+                self._demote()
+        if not self.is_ready_leader():
+            return
+        wall_ms = self.wall.wall_ms()
+        for cmd in self.reaper.tick(now, self.ready_epoch, wall_ms):
+            if isinstance(cmd, C.ExpireSession):
+                asyncio.ensure_future(self._expire(cmd))
+            else:
+                asyncio.ensure_future(self._propose_quietly(cmd))
         delays = self.raft.read(lambda f: f.lock_delays())
-        due = self._delay_timer.due(delays, self.wall.wall_ms(), self.clock.monotonic())
-        for lock, until_ms in due:
-            if lock not in self._ending_delays:
-                self._ending_delays.add(lock)
-                asyncio.ensure_future(self._end_lock_delay(lock, until_ms))
+        for cmd in self.lock_delay_ends.tick(now, wall_ms, delays):
+            asyncio.ensure_future(self._end_lock_delay(cmd))
+
+    async def _begin_epoch(self, term: int) -> None:
+        try:
+            r = await asyncio.wrap_future(self.raft.propose(self.raft.begin_epoch_cmd(term)))
+            code = r.code
+        except Exception:  # noqa: BLE001 - retried on a later tick like any failed proposal
+            log.exception("begin_epoch_failed", epoch=term)
+            code = ErrorCode.UNAVAILABLE
+        self.leadership.epoch_begun(term, code)
+        if code is None:
+            self._wake.set()           # become ready at once, not a period later
 
     def note_lock_delays(self, r: C.Result, now_ms: int) -> None:
         """The lock-delays a command this node proposed at wall time `now_ms` started: count
-        them down from now on the monotonic clock (see `_end_due_lock_delays`)."""
-        for ev in r.events:
-            if isinstance(ev, C.LockDelayed):
-                self._delay_timer.started(ev.lock, ev.until_ms, ev.until_ms - now_ms,
-                                          self.clock.monotonic())
+        them down from now on the monotonic clock (lockd/leader/lock_delay_ends.py)."""
+        self.lock_delay_ends.started(r, now_ms, self.clock.monotonic())
 
-    async def _end_lock_delay(self, lock: str, until_ms: int) -> None:
+    async def _end_lock_delay(self, cmd: C.EndLockDelay) -> None:
         try:
-            r = await asyncio.wrap_future(self.raft.propose(C.EndLockDelay(lock, until_ms)))
+            r = await asyncio.wrap_future(self.raft.propose(cmd))
             if r.code is None and (r.value or {}).get("ended"):
-                log.info("lock_delay_ended", lock=lock)
+                log.info("lock_delay_ended", lock=cmd.lock)
             elif r.code is not None:
-                log.debug("end_lock_delay_failed", lock=lock, code=r.code)
+                log.debug("end_lock_delay_failed", lock=cmd.lock, code=r.code)
         finally:
-            self._ending_delays.discard(lock)
+            self.lock_delay_ends.ended(cmd)
 
-    async def _expire(self, sid: str, epoch: int) -> None:
-        # now_ms starts the lock-delays this expiry causes (the FSM reads no clock).
-        now_ms = self.wall.wall_ms()
-        r = await asyncio.wrap_future(self.raft.propose(C.ExpireSession(sid, epoch, now_ms)))
-        self.note_lock_delays(r, now_ms)
-        if r.code in (None, ErrorCode.SESSION_NOT_FOUND):
-            self.tracker.remove(sid)
-            if r.code is None:
-                log.info("session_reaped", session_id=short_id(sid), epoch=epoch,
-                         released=len((r.value or {}).get("released", [])))
-        elif r.code == ErrorCode.STALE_EPOCH:
-            log.warning("stale_epoch", epoch=epoch, session_id=short_id(sid))
-        else:
-            self.tracker.expiry_failed(sid)
+    async def _expire(self, cmd: C.ExpireSession) -> None:
+        r = await asyncio.wrap_future(self.raft.propose(cmd))
+        self.note_lock_delays(r, cmd.now_ms)
+        self.reaper.expired(cmd, r)
 
-    async def _checkpoint(self, epoch: int, silences: list) -> None:
-        r = await asyncio.wrap_future(self.raft.propose(C.CheckpointSessions(epoch, tuple(silences))))
+    async def _propose_quietly(self, cmd) -> None:
+        r = await asyncio.wrap_future(self.raft.propose(cmd))
         if r.code is not None:
             log.debug("checkpoint_failed", code=r.code)
 

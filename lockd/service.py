@@ -9,7 +9,6 @@ the leader's gRPC address in the ErrorInfo metadata.
 from __future__ import annotations
 
 import asyncio
-import json
 import unicodedata
 import uuid
 from typing import TYPE_CHECKING
@@ -20,8 +19,9 @@ import structlog
 from . import commands as C
 from . import snapshot
 from .api.lock_ops import acquire_and_wait
+from .api.results import check, lock_info
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
-from .errors import ErrorCode, LockdAbort, as_code, invalid, message, to_status
+from .errors import ErrorCode, LockdAbort, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .limits import TokenBucket, exceeded
@@ -47,7 +47,6 @@ MAX_KEEPALIVE_SESSIONS = 10_000
 
 _MODES = {pb.LOCK_MODE_UNSPECIFIED: C.EXCLUSIVE, pb.LOCK_MODE_EXCLUSIVE: C.EXCLUSIVE,
           pb.LOCK_MODE_SHARED: C.SHARED}
-_PB_MODE = {C.EXCLUSIVE: pb.LOCK_MODE_EXCLUSIVE, C.SHARED: pb.LOCK_MODE_SHARED, 0: pb.LOCK_MODE_UNSPECIFIED}
 
 
 # ---------------------------------------------------------------- validation
@@ -132,34 +131,10 @@ class LockService(pbg.LockServicer):
         return await self.node.admission.propose(cmd)    # fair between clients when saturated
 
     def _check(self, r: C.Result) -> dict:
-        if r.code is None:
-            return r.value or {}
-        code = as_code(r.code)
-        msg = message(code)
-        meta = {k: str(v) for k, v in (r.value or {}).items() if k in ("limit", "max", "permits", "error", "lock")}
-        if "cycle" in (r.value or {}):
-            # [[session label, lock], ...]: labels are client names + short ids, never full ids
-            cycle = r.value["cycle"]
-            meta["cycle"] = json.dumps(cycle, ensure_ascii=False, separators=(",", ":"))
-            msg = f"{msg}: " + " -> ".join(f"{who} waits for {lock!r}" for who, lock in cycle)
-        if "lock" in meta:
-            msg = f"{msg}: {meta['lock']!r}"
-        if "error" in meta:
-            msg = f"{msg} ({meta['error']})"
-        raise LockdAbort(code, msg, meta)
+        return check(r)                                  # lockd/api/results.py
 
     def _lock_info(self, view: dict | None, name: str) -> pb.LockInfo:
-        if view is None:
-            return pb.LockInfo(name=name)
-        return pb.LockInfo(
-            name=view["name"], mode=_PB_MODE[view["mode"]], permits=view["permits"],
-            lock_delay_until_ms=view["lock_delay_until_ms"],
-            holders=[pb.Holder(token=h["token"], mode=_PB_MODE[h["mode"]], value=h["value"],
-                               client_name=h["client_name"], count=h["count"],
-                               owner=h["owner"], lock_delay_ms=h["lock_delay_ms"])
-                     for h in view["holders"]],
-            waiters=[pb.Waiter(mode=_PB_MODE[w["mode"]], client_name=w["client_name"])
-                     for w in view["waiters"]])
+        return lock_info(view, name)
 
     async def _linearize(self, stale_ok: bool) -> None:
         """Default reads return once a Barrier entry appended after the call began is applied

@@ -26,14 +26,22 @@ import shutil
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Protocol
 
 from . import datadir
 from .datadir import StorageError
 from .fsm import LockStateMachine
 
 if TYPE_CHECKING:
-    from .server import LockdNode
+    from .replication import ReplicatedNode
+
+
+class SnapshotSource(Protocol):
+    """What `take` and `save_stream` need from a node (lockd.server.LockdNode provides it)."""
+
+    raft: "ReplicatedNode"
+
+    def require_ready(self) -> None: ...
 
 MAGIC = b"LOCKD-SNAPSHOT\n"
 FILE_FORMAT = 1
@@ -184,7 +192,7 @@ def read_file(path: str) -> Snapshot:
 
 # ---------------------------------------------------------------- the leader's side (SaveSnapshot)
 
-def take(node: "LockdNode") -> bytes:
+def take(node: SnapshotSource) -> bytes:
     """The snapshot file of `node`'s current state (a worker thread, never the tick thread).
 
     Copying a big state takes long (to_snapshot of 10k sessions and 10k locks: 130-230 ms of
@@ -241,7 +249,7 @@ def _fork_copier(r: int, w: int, fsm: LockStateMachine, index: int, term: int,
         os._exit(code)
 
 
-async def save_stream(node: "LockdNode", chunk_bytes: int) -> AsyncIterator[tuple[bytes, int]]:
+async def save_stream(node: SnapshotSource, chunk_bytes: int) -> AsyncIterator[tuple[bytes, int]]:
     """Yield (chunk, total size) of a consistent snapshot taken on the ready leader.
 
     The Barrier makes it a linearizable read: the copy reflects every write acknowledged

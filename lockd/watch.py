@@ -19,13 +19,11 @@ new leader from the last revision it delivered.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Protocol
 
+from .api.ports import StateReader
 from .errors import ErrorCode, LockdAbort
 from .v1 import lockd_pb2 as pb
-
-if TYPE_CHECKING:
-    from .server import LockdNode
 
 PROGRESS_INTERVAL_S = 1.0
 """A stream whose prefix saw no event still reports the revision this often (when it moved),
@@ -88,7 +86,20 @@ def compacted_error(compacted: int, window_start: int) -> LockdAbort:
                       {"oldest_revision": str(oldest), "compacted_revision": str(compacted)})
 
 
-async def follow(node: "LockdNode", after: int, select: Callable,
+class WatchSource(Protocol):
+    """What `follow` needs from a node (lockd.server.LockdNode provides it)."""
+
+    watch_hub: "WatchHub"
+    raft: StateReader
+
+    def require_ready(self) -> None: ...
+
+    def is_ready_leader(self) -> bool: ...
+
+    def not_leader_error(self) -> LockdAbort: ...
+
+
+async def follow(node: WatchSource, after: int, select: Callable,
                  *, compacted_ok: bool = False) -> AsyncIterator[tuple[list, int, bool]]:
     """Yield (records, revision, compacted) batches of retained events after `after`.
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: `lockd_node` (one in-process node on loopback)."""
+"""Shared fixtures: `lockd_node` (one in-process node on loopback) and `fake_clock_node`
+(the same, on a FakeClock the test advances)."""
 
 import os
 
@@ -12,6 +13,18 @@ def lockd_node(tmp_path):
     from tests.support.node import RunningNode
 
     n = RunningNode(str(tmp_path / "node")).start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+@pytest.fixture
+def fake_clock_node(tmp_path):
+    from lockd.clock import FakeClock
+    from tests.support.node import RunningNode
+
+    n = RunningNode(str(tmp_path / "node"), clock=FakeClock(1000.0)).start()
     try:
         yield n
     finally:

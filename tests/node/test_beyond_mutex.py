@@ -14,6 +14,7 @@ import pytest
 
 import lockd_client
 import lockd_client.aio as aio
+from lockd.sessions import EXPIRY_MARGIN_S
 from lockd.v1 import lockd_pb2 as pb
 from lockd.v1 import lockd_pb2_grpc as pbg
 from lockd_client import DeadlockError
@@ -33,6 +34,20 @@ def stub(lockd_node):
 @pytest.fixture
 def client(lockd_node):
     with lockd_client.connect(lockd_node.address, timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture
+def fake_stub(fake_clock_node):
+    """A Lock stub to a node whose deadlines move only by `fake_clock_node.advance`."""
+    ch = grpc.insecure_channel(fake_clock_node.address)
+    yield pbg.LockStub(ch)
+    ch.close()
+
+
+@pytest.fixture
+def fake_client(fake_clock_node):
+    with lockd_client.connect(fake_clock_node.address, timeout=5.0) as c:
         yield c
 
 
@@ -156,44 +171,56 @@ def test_aio_client_reentrant_lock_nests(lockd_node):
 # ------------------------------------------------------------------ lock-delay
 
 
-def test_lock_delay_after_expiry_holds_back_the_waiter_then_grants_it(stub, client):
+def delay_started(stub, name):
+    """The LockInfo once the lock's lock-delay has started (bounded wait)."""
+    return wait_until(lambda: (lambda r: r.lock if r.lock.lock_delay_until_ms else None)(
+        get_lock(stub, name)), 15, message="the lock-delay to start")
+
+
+def test_lock_delay_after_expiry_holds_back_the_waiter_then_grants_it(
+        fake_clock_node, fake_stub, fake_client):
+    stub, node = fake_stub, fake_clock_node
     # a: a raw session with no keepalives -> it expires; it asked for a 1.5 s lock-delay
     a = open_session(stub, ttl_ms=1000, name="dying")
     got = acquire(stub, a, "delay/expire", lock_delay_ms=1500)
     assert got.granted
-    with client.session(name="patient") as s:
+    with fake_client.session(name="patient") as s:
         lock = s.lock("delay/expire")
         box: dict = {}
-
-        def wait():
-            box["ok"] = lock.acquire(timeout=30)
-            box["at_ms"] = time.time() * 1000
-
-        t = threading.Thread(target=wait, daemon=True)
+        t = threading.Thread(target=lambda: box.setdefault("ok", lock.acquire(timeout=30)),
+                             daemon=True)
         t.start()
+        wait_until(lambda: len(get_lock(stub, "delay/expire").lock.waiters) == 1, 10,
+                   message="the waiter to queue")
+        node.advance(1.0 + EXPIRY_MARGIN_S)               # a expires
         # after the expiry: no holder, the waiter still queued, the delay's end visible
-        info = wait_until(lambda: (lambda r: r.lock if r.lock.lock_delay_until_ms else None)(
-            get_lock(stub, "delay/expire")), 15, message="the lock-delay to start")
+        info = delay_started(stub, "delay/expire")
         assert list(info.holders) == [] and len(info.waiters) == 1
-        until = info.lock_delay_until_ms
+        node.advance(1.4)                                  # 0.1 s of the delay left
+        info = get_lock(stub, "delay/expire").lock         # a linearizable read
+        assert list(info.holders) == [] and info.lock_delay_until_ms
+        node.advance(0.11)                                 # the delay has run out
         t.join(30)
         assert box.get("ok") is True
-        # the grant came after the delay's end (same host clock; 100 ms for rounding)
-        assert box["at_ms"] >= until - 100
         assert lock.token > got.token
-        after = client.get_lock("delay/expire")
+        after = fake_client.get_lock("delay/expire")
         assert after.lock_delay_until_ms == 0
         lock.release()
 
 
-def test_a_delayed_lock_with_no_waiters_stays_listed_until_the_delay_ends(stub):
+def test_a_delayed_lock_with_no_waiters_stays_listed_until_the_delay_ends(fake_clock_node, fake_stub):
+    stub, node = fake_stub, fake_clock_node
     a = open_session(stub, ttl_ms=1000)
     acquire(stub, a, "delay/idle", lock_delay_ms=1000)
-    info = wait_until(lambda: (lambda r: r if r.lock.lock_delay_until_ms else None)(
-        get_lock(stub, "delay/idle")), 15, message="the lock-delay to start")
+    node.advance(1.0 + EXPIRY_MARGIN_S)
+    delay_started(stub, "delay/idle")
+    info = get_lock(stub, "delay/idle")
     assert info.exists and list(info.lock.holders) == []
     b = open_session(stub)
     assert acquire(stub, b, "delay/idle").granted is False      # a try during the delay
+    node.advance(0.9)
+    assert get_lock(stub, "delay/idle").exists                  # 0.1 s of it left
+    node.advance(0.11)
     wait_until(lambda: not get_lock(stub, "delay/idle").exists, 15,
                message="the idle lock to go once its delay ended")
 
@@ -211,11 +238,12 @@ def test_lock_delay_never_applies_after_release_or_close(stub, how):
     assert r.granted and r.lock.lock_delay_until_ms == 0
 
 
-def test_a_waiter_timing_out_during_the_delay_is_told_when_it_ends(stub):
+def test_a_waiter_timing_out_during_the_delay_is_told_when_it_ends(fake_clock_node, fake_stub):
+    stub = fake_stub
     a, b = open_session(stub, ttl_ms=1000), open_session(stub)
     acquire(stub, a, "delay/timeout", lock_delay_ms=30_000)
-    wait_until(lambda: get_lock(stub, "delay/timeout").lock.lock_delay_until_ms, 15,
-               message="the lock-delay to start")
+    fake_clock_node.advance(1.0 + EXPIRY_MARGIN_S)
+    delay_started(stub, "delay/timeout")
     with pytest.raises(grpc.RpcError) as ei:
         acquire(stub, b, "delay/timeout", wait_ms=300)
     code, meta = reason(ei.value)

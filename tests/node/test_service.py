@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+import queue
 import time
 import uuid
 
@@ -10,6 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lockd.sessions import EXPIRY_MARGIN_S
 from lockd.v1 import lockd_pb2 as pb
 from lockd.v1 import lockd_pb2_grpc as pbg
 from tests.support.rpc import reason
@@ -19,6 +20,14 @@ from tests.support.wait import wait_until
 @pytest.fixture
 def stub(lockd_node):
     ch = grpc.insecure_channel(lockd_node.address)
+    yield pbg.LockStub(ch)
+    ch.close()
+
+
+@pytest.fixture
+def fake_stub(fake_clock_node):
+    """A Lock stub to a node whose session deadlines move only by `fake_clock_node.advance`."""
+    ch = grpc.insecure_channel(fake_clock_node.address)
     yield pbg.LockStub(ch)
     ch.close()
 
@@ -188,45 +197,59 @@ def test_release_needs_the_current_token(stub):
     assert reason(ei.value)[0] == "NOT_HOLDER"
 
 
-def test_ephemeral_lock_is_released_and_regranted_when_session_expires(stub):
+def session_exists(stub, sid) -> bool:
+    try:
+        stub.GetSession(pb.GetSessionRequest(session_id=sid), timeout=10)   # linearizable
+        return True
+    except grpc.RpcError as e:
+        if e.code() != grpc.StatusCode.NOT_FOUND:
+            raise
+        return False
+
+
+def test_ephemeral_lock_is_released_and_regranted_when_session_expires(fake_clock_node, fake_stub):
+    stub = fake_stub
     a = open_session(stub, ttl_ms=1000)
     b = open_session(stub)
     t1 = acquire(stub, a, "t/exp").token
-    start = time.monotonic()
-    r = acquire(stub, b, "t/exp", wait_ms=20_000)
+    fut = stub.Acquire.future(pb.AcquireRequest(session_id=b, name="t/exp", request_id="w",
+                                                wait_ms=20_000), timeout=30)
+    wait_until(lambda: len(stub.GetLock(pb.GetLockRequest(name="t/exp")).lock.waiters) == 1, 10)
+    fake_clock_node.advance(1.0 + EXPIRY_MARGIN_S - 0.01)   # just short of TTL + margin
+    assert session_exists(stub, a) and not fut.done()
+    fake_clock_node.advance(0.02)                          # and just past it
+    r = fut.result(timeout=10)
     assert r.granted and r.token > t1
-    assert time.monotonic() - start < 1.0 + 1.0 + 1.5   # TTL + 1 s (+ slack for a loaded box)
+    assert not session_exists(stub, a)
 
 
-def test_keepalive_keeps_a_session_past_its_ttl_and_reports_unknown_ones(stub):
+def test_keepalive_keeps_a_session_past_its_ttl_and_reports_unknown_ones(fake_clock_node, fake_stub):
+    stub = fake_stub
     a = open_session(stub, ttl_ms=1000)
     ghost = str(uuid.uuid4())
-    stop = threading.Event()
-    got = []
+    requests: queue.Queue = queue.Queue()
 
     def reqs():
-        seq = 0
-        while not stop.is_set():
-            seq += 1
-            yield pb.KeepAliveRequest(seq=seq, session_ids=[a, ghost])
-            stop.wait(0.3)
+        while (req := requests.get(timeout=20)) is not None:
+            yield req
 
-    def run():
-        for resp in stub.KeepAlive(reqs(), timeout=10):
-            got.append(resp)
-            if stop.is_set():
-                break
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    time.sleep(2.5)
-    stop.set()
-    th.join(5)
+    responses = stub.KeepAlive(reqs(), timeout=20)
+    got = []
+    try:
+        for seq in range(1, 7):                        # 6 renewals 0.5 s apart: 3 TTLs
+            requests.put(pb.KeepAliveRequest(seq=seq, session_ids=[a, ghost]))
+            got.append(next(responses))
+            fake_clock_node.advance(0.5)
+        assert session_exists(stub, a)
+    finally:
+        requests.put(None)
     assert stub.GetSession(pb.GetSessionRequest(session_id=a)).session.ttl_ms == 1000
     leases = {l.session_id: l for l in got[-1].leases}
     assert leases[a].ttl_ms == 1000 and not leases[a].expired
     assert leases[ghost].expired
-    assert [r.seq for r in got] == list(range(1, len(got) + 1))
+    assert [r.seq for r in got] == list(range(1, 7))
+    fake_clock_node.advance(1.0 + EXPIRY_MARGIN_S)     # no more keepalives: it expires
+    wait_until(lambda: not session_exists(stub, a), 10, message="the session to expire")
 
 
 def test_check_token_and_get_lock_reveal_tokens_not_session_ids(stub):
