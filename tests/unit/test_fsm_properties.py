@@ -272,6 +272,7 @@ class LockMachine(RuleBasedStateMachine):
         delayed_before = dict(self.m.delayed)
         pre = self._hold_before(cmd)
         r = self.m.apply(cmd)
+        self._note_request(cmd, r)
         self._track_counts(cmd, pre, r)
         self.history.append(cmd)
         self.results.append(r)
@@ -285,13 +286,8 @@ class LockMachine(RuleBasedStateMachine):
             h = lk.holders[e.session_id]
             assert h.token == e.token
             many = self.many.get((e.session_id, e.request_id))
-            if many is not None and (e.lock not in [n for n, *_ in many.locks] or (
-                    isinstance(cmd, Acquire)
-                    and (cmd.session_id, cmd.request_id) == (e.session_id, e.request_id))):
-                many = None   # the request id was used again (after its outcome was evicted)
-            if many is None and isinstance(cmd, AcquireMany) and cmd.session_id == e.session_id \
-                    and cmd.request_id == e.request_id:
-                many = cmd
+            if many is not None and e.lock not in [n for n, *_ in many.locks]:
+                many = None   # the request id was used again, for another lock (not a retry)
             if many is not None:
                 # all or none: every lock of the AcquireMany is granted in this same step
                 names = [n for n, *_ in many.locks]
@@ -336,6 +332,22 @@ class LockMachine(RuleBasedStateMachine):
                     assert not any(earlier in after for earlier in queue[:i]), (
                         f"{name}: {w} granted before an earlier waiter")
         return r
+
+    def _note_request(self, cmd, r) -> None:
+        """Remember which request an (Acquire or AcquireMany) id that granted or queued in this
+        step belongs to now (also for a retry, which may queue again in a reopened session)."""
+        if not isinstance(cmd, (Acquire, AcquireMany)):
+            return
+        key = (cmd.session_id, cmd.request_id)
+        if not any((getattr(e, "session_id", None), getattr(e, "request_id", None)) == key
+                   for e in r.events):
+            return
+        if isinstance(cmd, Acquire):
+            self.acquires[key] = cmd
+            self.many.pop(key, None)
+        else:
+            self.many[key] = cmd
+            self.acquires.pop(key, None)
 
     def _hold_before(self, cmd):
         """(token, request_id of the grant, cached result) of the holder an Acquire/Release
@@ -483,10 +495,6 @@ class LockMachine(RuleBasedStateMachine):
             assert [r.code, r.value] == cached and r.events == ()
             assert self.m.to_snapshot() == before
             return
-        if any(getattr(e, "session_id", None) == sid and getattr(e, "request_id", None) == rid
-               for e in r.events):
-            self.acquires[(sid, rid)] = cmd       # this command granted or queued
-            self.many.pop((sid, rid), None)       # (an AcquireMany's id of old is this one's)
         if r.code is None and r.value.get("granted") and held is not None:
             # a re-acquire by the holder: a retry of its grant, or its own owner, reentrantly
             assert held.request_id == rid or (owner and held.owner == owner)
@@ -795,12 +803,8 @@ class LockMachine(RuleBasedStateMachine):
         elif r.value.get("granted"):
             assert [t for _n, t in r.value["tokens"]] == [
                 self.m.sessions[sid].held[n] for n in names]
-            self.many[(sid, rid)] = cmd
-            self.acquires.pop((sid, rid), None)   # an Acquire's id of old is this request's now
         else:
             assert all(self.m.sessions[sid].waits[n] == rid for n in names)
-            self.many[(sid, rid)] = cmd
-            self.acquires.pop((sid, rid), None)
         if fresh:
             self.retryable.append((cmd, r, self.incarnation.get(sid)))
 
@@ -893,7 +897,6 @@ LockMachine.TestCase.settings = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True, database=None,   # TODO(#14): pinned; see the FSM counterexamples in docs/testing.md
 )
 TestLockStateMachine = LockMachine.TestCase
 
@@ -934,6 +937,5 @@ SmallLimitsMachine.TestCase.settings = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True, database=None,   # TODO(#14): pinned; see the FSM counterexamples in docs/testing.md
 )
 TestSmallLimits = SmallLimitsMachine.TestCase
