@@ -451,21 +451,40 @@ class LockStateMachine:
         while len(s.results) > MAX_RESULTS_PER_SESSION:
             del s.results[next(iter(s.results))]
 
-    @staticmethod
-    def _cached(s: SessionEntry, request_id: str, kind: str):
+    def _cached(self, s: SessionEntry, request_id: str, kind: str):
         """The recorded (code, value) of a retried request, or None if it is new.
 
         A request id is one request: reused for another kind of request or another lock it is
         refused with REQUEST_ID_REUSED, never answered with someone else's outcome (a Release
         reusing an Acquire's id must not answer OK and leave the lock held). Outcomes recorded
         before kinds existed (older snapshots) carry none and match any request.
+
+        A request that waits has no outcome yet but owns its id all the same: another request
+        with that id is refused too (else it would be granted under the waiter's id, and the
+        waiter's grant would later overwrite its outcome). A request of the waiter's own kind
+        returns None: the caller tells a retry of the wait from another request.
         """
         cached = s.results.get(request_id)
         if cached is None:
+            waiting = self._waiting(s, request_id)
+            if waiting is not None:
+                name, w = waiting
+                used = _many_kind(w.group) if w.group else _kind("acquire", name)
+                if used != kind:
+                    return ErrorCode.REQUEST_ID_REUSED, {"error": f"request_id already used by {used}"}
             return None
         if len(cached) > 2 and cached[2] != kind:
             return ErrorCode.REQUEST_ID_REUSED, {"error": f"request_id already used by {cached[2]}"}
         return cached[0], cached[1]
+
+    def _waiting(self, s: SessionEntry, request_id: str) -> tuple[str, Waiter] | None:
+        """(a lock it waits for, its waiter) of the session's request that waits with this
+        id, or None. A scan of the session's waits: few, and only for new ids."""
+        for name, rid in s.waits.items():
+            if rid == request_id:
+                return name, next(w for w in self.locks[name].waiters
+                                  if w.session_id == s.session_id)
+        return None
 
     def _acquire(self, cmd: Acquire):
         s = self.sessions.get(cmd.session_id)
@@ -654,9 +673,9 @@ class LockStateMachine:
             return ErrorCode.INVALID_ARGUMENT, {"error": f"1..{MAX_LOCKS_PER_MANY} distinct lock names"}
         if not 0 <= cmd.lock_delay_ms <= MAX_LOCK_DELAY_MS:
             return ErrorCode.INVALID_ARGUMENT, {"error": "lock_delay_ms out of range"}
-        if all(s.waits.get(n) == cmd.request_id for n in names):
-            w = next(w for w in self.locks[names[0]].waiters if w.session_id == cmd.session_id)
-            if w.group != tuple(names):
+        waiting = self._waiting(s, cmd.request_id)
+        if waiting is not None:
+            if waiting[1].group != tuple(names):
                 return ErrorCode.REQUEST_ID_REUSED, {"error": "request_id already used by another wait"}
             return None, {"queued": True}      # a retry of a request that is still queued
         for name, mode, permits, _value in items:

@@ -95,10 +95,21 @@ def _kind_of(cmd) -> str:
     return fsm_module._kind("release" if isinstance(cmd, Release) else "acquire", cmd.lock)
 
 
-def _cached(s, rid, cmd=None):
+def _cached(s, rid, cmd=None, m=None):
     """What the FSM answers a request id it has recorded: its [code, value], or for another
-    request (kind and lock) REQUEST_ID_REUSED; None if the id is new (or evicted)."""
+    request (kind and lock) REQUEST_ID_REUSED; None if the id is new (or evicted). With the
+    state `m`, an id that a request of the session still waits with counts as used too (by
+    that request: it has no outcome yet; a request of its own kind is left to the caller)."""
     c = s.results.get(rid) if s is not None else None
+    if c is None and s is not None and cmd is not None and m is not None:
+        for name, r in s.waits.items():
+            if r == rid:
+                w = next(w for w in m.locks[name].waiters if w.session_id == s.session_id)
+                used = (fsm_module._many_kind(w.group) if w.group
+                        else fsm_module._kind("acquire", name))
+                if used != _kind_of(cmd):
+                    return ["REQUEST_ID_REUSED", {"error": f"request_id already used by {used}"}]
+                return None
     if c is None:
         return None
     if cmd is not None and len(c) > 2 and c[2] != _kind_of(cmd):
@@ -261,6 +272,7 @@ class LockMachine(RuleBasedStateMachine):
         delayed_before = dict(self.m.delayed)
         pre = self._hold_before(cmd)
         r = self.m.apply(cmd)
+        self._note_request(cmd, r)
         self._track_counts(cmd, pre, r)
         self.history.append(cmd)
         self.results.append(r)
@@ -276,9 +288,6 @@ class LockMachine(RuleBasedStateMachine):
             many = self.many.get((e.session_id, e.request_id))
             if many is not None and e.lock not in [n for n, *_ in many.locks]:
                 many = None   # the request id was used again, for another lock (not a retry)
-            if many is None and isinstance(cmd, AcquireMany) and cmd.session_id == e.session_id \
-                    and cmd.request_id == e.request_id:
-                many = cmd
             if many is not None:
                 # all or none: every lock of the AcquireMany is granted in this same step
                 names = [n for n, *_ in many.locks]
@@ -308,9 +317,11 @@ class LockMachine(RuleBasedStateMachine):
         for e in r.events:
             if isinstance(e, SessionClosed):
                 self.incarnation.pop(e.session_id, None)
-                # a reopened session with the same id starts with no AcquireMany of its own
+                # a reopened session with the same id starts with no requests of its own
                 for key in [k for k in self.many if k[0] == e.session_id]:
                     del self.many[key]
+                for key in [k for k in self.acquires if k[0] == e.session_id]:
+                    del self.acquires[key]
         # FIFO: a waiter is never granted while one queued before it still waits
         for name, queue in before.items():
             lk = self.m.locks.get(name)
@@ -322,6 +333,22 @@ class LockMachine(RuleBasedStateMachine):
                         f"{name}: {w} granted before an earlier waiter")
         return r
 
+    def _note_request(self, cmd, r) -> None:
+        """Remember which request an (Acquire or AcquireMany) id that granted or queued in this
+        step belongs to now (also for a retry, which may queue again in a reopened session)."""
+        if not isinstance(cmd, (Acquire, AcquireMany)):
+            return
+        key = (cmd.session_id, cmd.request_id)
+        if not any((getattr(e, "session_id", None), getattr(e, "request_id", None)) == key
+                   for e in r.events):
+            return
+        if isinstance(cmd, Acquire):
+            self.acquires[key] = cmd
+            self.many.pop(key, None)
+        else:
+            self.many[key] = cmd
+            self.acquires.pop(key, None)
+
     def _hold_before(self, cmd):
         """(token, request_id of the grant, cached result) of the holder an Acquire/Release
         of a session that holds its lock refers to, else None."""
@@ -332,7 +359,7 @@ class LockMachine(RuleBasedStateMachine):
         h = lk.holders.get(cmd.session_id) if lk is not None else None
         if s is None or h is None:
             return None
-        return h.token, h.request_id, _cached(s, cmd.request_id, cmd)
+        return h.token, h.request_id, _cached(s, cmd.request_id, cmd, self.m)
 
     def _track_counts(self, cmd, pre, r) -> None:
         """The reentrancy model: a re-acquire by the holder's owner adds a hold, a release
@@ -455,7 +482,7 @@ class LockMachine(RuleBasedStateMachine):
         rid = self.rid(rid)
         s = self.m.sessions.get(sid)
         cmd = Acquire(sid, lock, rid, mode, permits, wait, value, bool(owner), owner, delay_ms)
-        cached = _cached(s, rid, cmd)
+        cached = _cached(s, rid, cmd, self.m)
         before = self.m.to_snapshot()
         lk = self.m.locks.get(lock)
         held = lk.holders.get(sid) if lk is not None else None
@@ -468,9 +495,6 @@ class LockMachine(RuleBasedStateMachine):
             assert [r.code, r.value] == cached and r.events == ()
             assert self.m.to_snapshot() == before
             return
-        if any(getattr(e, "session_id", None) == sid and getattr(e, "request_id", None) == rid
-               for e in r.events):
-            self.acquires[(sid, rid)] = cmd       # this command granted or queued
         if r.code is None and r.value.get("granted") and held is not None:
             # a re-acquire by the holder: a retry of its grant, or its own owner, reentrantly
             assert held.request_id == rid or (owner and held.owner == owner)
@@ -550,7 +574,7 @@ class LockMachine(RuleBasedStateMachine):
         s = self.m.sessions.get(sid)
         current = s.held.get(lock) if s is not None else None
         cmd = Release(sid, lock, token, rid)
-        cached = _cached(s, rid, cmd)
+        cached = _cached(s, rid, cmd, self.m)
         before = self.m.to_snapshot()
         r = self.apply(cmd)
         if s is None:
@@ -667,7 +691,7 @@ class LockMachine(RuleBasedStateMachine):
         """A client retries an earlier Acquire/Release after an ambiguous failure."""
         cmd, first, inc = self.retryable[pick % len(self.retryable)]
         s = self.m.sessions.get(cmd.session_id)
-        cached = _cached(s, cmd.request_id, cmd)
+        cached = _cached(s, cmd.request_id, cmd, self.m)
         same_session = s is not None and self.incarnation.get(cmd.session_id) == inc
         if same_session and first.code is None and (isinstance(cmd, Release)
                                                     or "granted" in first.value):
@@ -750,7 +774,7 @@ class LockMachine(RuleBasedStateMachine):
         rid = self.rid(rid)
         s = self.m.sessions.get(sid)
         cmd = AcquireMany(sid, rid, tuple(items), wait, delay_ms)
-        cached = _cached(s, rid, cmd)
+        cached = _cached(s, rid, cmd, self.m)
         before = self.m.to_snapshot()
         r = self.apply(cmd)
         if s is None:
@@ -779,10 +803,8 @@ class LockMachine(RuleBasedStateMachine):
         elif r.value.get("granted"):
             assert [t for _n, t in r.value["tokens"]] == [
                 self.m.sessions[sid].held[n] for n in names]
-            self.many[(sid, rid)] = cmd
         else:
             assert all(self.m.sessions[sid].waits[n] == rid for n in names)
-            self.many[(sid, rid)] = cmd
         if fresh:
             self.retryable.append((cmd, r, self.incarnation.get(sid)))
 
@@ -875,7 +897,6 @@ LockMachine.TestCase.settings = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True, database=None,   # TODO(#14): pinned; see the FSM counterexamples in docs/testing.md
 )
 TestLockStateMachine = LockMachine.TestCase
 
@@ -903,7 +924,7 @@ class SmallLimitsMachine(LockMachine):
         # with a 4-entry cache the first outcome may have been evicted: only check the cache
         cmd, _first, _inc = self.retryable[pick % len(self.retryable)]
         s = self.m.sessions.get(cmd.session_id)
-        cached = _cached(s, cmd.request_id, cmd)
+        cached = _cached(s, cmd.request_id, cmd, self.m)
         before = self.m.to_snapshot()
         r = self.apply(cmd)
         if cached is not None:
@@ -916,6 +937,5 @@ SmallLimitsMachine.TestCase.settings = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True, database=None,   # TODO(#14): pinned; see the FSM counterexamples in docs/testing.md
 )
 TestSmallLimits = SmallLimitsMachine.TestCase

@@ -256,6 +256,5 @@ WatchMachine.TestCase.settings = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
-    derandomize=True, database=None,   # TODO(#14): pinned; see the FSM counterexamples in docs/testing.md
 )
 TestWatchWindow = WatchMachine.TestCase
