@@ -223,7 +223,8 @@ def test_leader_transfer_and_every_refusal_then_replace_a_dead_node(cluster, cli
 
     def add_ghost():
         try:
-            c.add_member(ghost.raft_address, ghost.grpc_address, join_timeout=4)
+            # Long enough for the two refused CLI calls below to start on a loaded machine.
+            c.add_member(ghost.raft_address, ghost.grpc_address, join_timeout=12)
         except lockd_client.MembershipError as e:
             outcome["error"] = e
 
@@ -235,7 +236,7 @@ def test_leader_transfer_and_every_refusal_then_replace_a_dead_node(cluster, cli
     assert r.returncode == 1 and "MEMBERSHIP_BUSY" in r.stderr, r.stderr
     r = lockd(cluster, "leader", "transfer")
     assert r.returncode == 1 and "MEMBERSHIP_BUSY" in r.stderr, r.stderr
-    t.join(30)
+    t.join(45)
     e = outcome["error"]
     assert e.reason == "MEMBER_UNREACHABLE" and e.metadata.get("rolled_back") == "true"
     assert "the add was undone" in e.message
