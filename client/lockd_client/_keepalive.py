@@ -81,6 +81,7 @@ class _Entry:
     last_sent: float
     renewing: bool = True
     state: SessionState = SessionState.CONNECTED
+    closing: bool = False
 
 
 @dataclass
@@ -127,6 +128,14 @@ class KeepaliveSchedule:
         if e is not None:
             e.renewing = False
 
+    def begin_close(self, session_id: str) -> None:
+        """`close()` has started: stop renewing, and take no "expired" answer for the session
+        from now on (the CloseSession itself ends it; it becomes CLOSED on `remove`)."""
+        e = self._entries.get(session_id)
+        if e is not None:
+            e.renewing = False
+            e.closing = True
+
     def remove(self, session_id: str, now: float) -> list[Transition]:
         """Forget a session; if it was still live, it becomes CLOSED."""
         e = self._entries.pop(session_id, None)
@@ -138,7 +147,7 @@ class KeepaliveSchedule:
         """The server said the session is gone (SESSION_NOT_FOUND): EXPIRED, unless LOST first."""
         out = self.tick(now)
         e = self._entries.get(session_id)
-        if e is not None and not e.state.terminal:
+        if e is not None and not e.state.terminal and not e.closing:
             out.append(self._move(session_id, e, SessionState.EXPIRED, now))
         return out
 
@@ -276,7 +285,8 @@ class KeepaliveSchedule:
             if e is None or e.state.terminal or sid not in sent_ids:
                 continue
             if lease.expired:
-                out.append(self._move(sid, e, SessionState.EXPIRED, now))
+                if not e.closing:    # the close's own doing: it becomes CLOSED
+                    out.append(self._move(sid, e, SessionState.EXPIRED, now))
                 continue
             if lease.ttl <= 0:
                 continue  # no renewal granted

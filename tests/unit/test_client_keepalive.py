@@ -223,3 +223,14 @@ def test_without_a_stream_the_next_deadline_ignores_sends_but_not_the_lease(ks, 
     clock.advance(TTL / 2)
     ks.tick(clock.monotonic())
     assert ks.next_deadline(sending=False) == pytest.approx(100.0 + TTL)
+
+
+def test_an_expired_answer_racing_a_close_leaves_the_session_to_become_closed(ks, clock):
+    clock.advance(3.0)
+    seq, ids = ks.on_send(clock.monotonic())      # a keepalive in flight...
+    ks.begin_close("a")                           # ...when close() starts
+    assert ks.renewing_ids() == []
+    t = ks.on_ack(seq, [Lease("a", 0.0, expired=True)], clock.monotonic())
+    assert states(t) == []                        # the CloseSession's doing, not an expiry
+    assert ks.expire("a", clock.monotonic()) == []
+    assert states(ks.remove("a", clock.monotonic())) == [("a", SessionState.CLOSED)]

@@ -118,6 +118,11 @@ class KeepaliveDriver:
         with self._mu:
             self._dispatch(self._schedule.expire(session_id, self._clock.monotonic()))
 
+    def begin_close(self, session_id: str) -> None:
+        """`close()` has started: no more keepalives, and no EXPIRED from an answer racing it."""
+        with self._mu:
+            self._schedule.begin_close(session_id)
+
     def orphan(self, session_id: str) -> None:
         """Stop renewing a session; its lease runs out and it becomes LOST."""
         with self._mu:
@@ -566,6 +571,7 @@ class Session:
         error: LockdError | None = None
         try:
             st = self._driver.state_of(self._id)
+            self._driver.begin_close(self._id)
             transport = self._transport
             budget = rq.close_budget(
                 st, transport.timeout if deadline is None
