@@ -86,7 +86,7 @@ class NodeMetrics:
         self.elections = Counter(
             "lockd_raft_election_events_total",
             "PreVote and leader stickiness (lockd/prevote.py): prevote_started, prevote_won, "
-            "transfer_election, vote_request_dropped, stale_term_notice_sent, "
+            "leader_disconnected, transfer_election, vote_request_dropped, stale_term_notice_sent, "
             "stepped_down_stale_term, term_adopted.",
             ["event"], registry=r)
         self._waits: dict[tuple[str, str, str], float] = {}

@@ -18,6 +18,12 @@ partition or a slow start therefore deposes a healthy leader, although it could 
   transfer (TimeoutNow: the leader itself asked for it).
 * **CheckQuorum** is pysyncobj's `leaderFallbackTimeout`: a leader that no majority answered
   within F steps down (syncobj.py:677-686).
+* **A dead leader is noticed at once** when its connection closes (a crashed process's
+  kernel closes its sockets): the follower drops that leader's lease and asks for pre-votes
+  within a random fraction of the minimum election timeout, instead of waiting out its full
+  election timer; the other follower, whose connection closed too, grants. A leader that is
+  alive but unreachable (a pause, a partition, a host that died without closing anything)
+  is noticed by the timers as before.
 * **A member whose term is ahead** (it raised its term and then lost the election) cannot
   rejoin: pysyncobj drops AppendEntries of lower terms without an answer, and the others, all
   with a live leader, refuse its pre-votes. So it answers such an AppendEntries with a
@@ -122,6 +128,14 @@ class PreVoteState:
         self.leader_contact_at = now
         self.round = None
         self.approved_term = None
+
+    def leader_disconnected(self, now: float, u: float) -> float:
+        """Our connection to the leader closed (its process died, or the link broke): its
+        lease ends now, and our election is due by the returned time, `now + min_timeout * u`
+        (`u` uniform in [0, 1): two followers of a dead leader rarely ask at the same moment,
+        so one wins at once instead of splitting the vote)."""
+        self.leader_contact_at = NEVER
+        return now + self.min_timeout * u
 
     def lost_leader(self) -> None:
         """We stepped down or adopted a higher term: no lease is left from the old leader."""

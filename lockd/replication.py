@@ -22,6 +22,7 @@ import functools
 import gzip
 import io
 import os
+import random
 import struct
 import threading
 import time
@@ -336,6 +337,12 @@ class _PipelinedTransport(TCPTransport):
     def send(self, node, message):
         return super().send(node, self._mark(message))
 
+    def _onNodeDisconnected(self, node):  # noqa: N802
+        super()._onNodeDisconnected(node)
+        hook = getattr(self._syncObj, "_lockd_peer_disconnected", None)
+        if hook is not None:
+            hook(node)
+
     def _mark(self, message):
         """The RequestVote of an election a leadership transfer started carries the transfer
         flag, so members with a live leader do not drop it (lockd/prevote.py)."""
@@ -380,6 +387,12 @@ class _AckAfterSyncTransport(_PipelinedTransport):
 # runs on the tick thread: `_onTick` before pysyncobj's own tick, and `_lockd_intercept` from
 # the transport for each message before pysyncobj sees it.
 
+#: pysyncobj's clock: CLOCK_MONOTONIC_RAW (pysyncobj/monotonic.py), not time.monotonic's
+#: CLOCK_MONOTONIC. The two differ by an offset that drifts with the NTP slew since boot
+#: (0.3 s on the reference machine), so anything compared with pysyncobj's own times (the
+#: election deadline, the per-peer response times) must be read on this clock.
+raft_clock = psyncobj.monotonicTime
+
 _SYNCOBJ_INTERNALS = (
     "_SyncObj__raftState", "_SyncObj__raftElectionDeadline", "_SyncObj__raftCurrentTerm",
     "_SyncObj__otherNodes", "_SyncObj__selfNode", "_SyncObj__transferInProgress",
@@ -416,7 +429,7 @@ class _RaftNode(SyncObj):
 
     def _onTick(self, timeToWait=0.0):  # noqa: N802, N803 - pysyncobj's names
         try:
-            self._lockd_before_election(time.monotonic())
+            self._lockd_before_election(raft_clock())
         except Exception:  # noqa: BLE001 - never break the tick: pysyncobj's own election runs
             log.exception("prevote_gate_failed")
         try:
@@ -453,6 +466,20 @@ class _RaftNode(SyncObj):
         for node in others:
             transport.send(node, dict(request))
 
+    def _lockd_peer_disconnected(self, node) -> None:
+        """The connection to `node` closed (tick thread). If it was our leader: its lease ends
+        and the election comes early (lockd/prevote.py)."""
+        try:
+            if (self._SyncObj__selfNode is None or self._SyncObj__raftState == ROLE_LEADER
+                    or node != self._SyncObj__raftLeader):
+                return
+            due = self._lockd_prevote.leader_disconnected(raft_clock(), random.random())
+            if due < self._SyncObj__raftElectionDeadline:
+                self._SyncObj__raftElectionDeadline = due
+            self._lockd_event("leader_disconnected")
+        except Exception:  # noqa: BLE001 - the timers still elect
+            log.exception("prevote_disconnect_failed")
+
     # ---- messages (from the transport, before pysyncobj)
 
     def _lockd_live_leader(self, now: float) -> bool:
@@ -475,7 +502,7 @@ class _RaftNode(SyncObj):
         if kind not in _INTERCEPTED:
             return False
         try:
-            return self._lockd_handle(node, kind, message, time.monotonic())
+            return self._lockd_handle(node, kind, message, raft_clock())
         except Exception:  # noqa: BLE001 - a malformed message must not break the tick
             log.exception("prevote_message_failed", type=kind)
             return kind in (prevote.PRE_VOTE, prevote.PRE_VOTE_RESPONSE, prevote.STALE_TERM)
@@ -1008,7 +1035,7 @@ class ReplicatedNode:
             return 0.0
         if len(times) < need:
             return float("inf")
-        return max(0.0, time.monotonic() - times[need - 1])
+        return max(0.0, raft_clock() - times[need - 1])
 
     # ------------------------------------------------------------ membership (notes §4, §9.6)
     #
@@ -1089,7 +1116,7 @@ class ReplicatedNode:
                 break
             except (RuntimeError, AttributeError):
                 st, last = {}, {}
-        now = time.monotonic()
+        now = raft_clock()          # pysyncobj's response times are on its clock
         out = {}
         for key, value in st.items():
             if key.startswith("partner_node_status_server_"):

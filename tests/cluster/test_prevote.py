@@ -85,3 +85,34 @@ def test_killed_leader_is_still_replaced(cluster, clients):
     with clients().session(ttl=5) as s:
         lock = s.lock("prevote/after-kill")
         assert lock.acquire(timeout=10)
+
+
+# ---------------------------------------------------------------- partitions (netns back-end)
+
+from tests.cluster.test_netns import netns_cluster  # noqa: E402,F401 - the fixture
+
+HEALS = 10
+
+
+def test_healed_minority_follower_never_deposes_the_leader(netns_cluster):
+    """A follower cut off from both others keeps failing its pre-votes (its term does not
+    move), so when the partition heals it simply follows again."""
+    c = netns_cluster
+    leader = c.wait_for_members()
+    term = own_view(c, leader)[1]
+    assert wait_until(lambda: settled(c, leader, term), timeout=10)
+    for k in range(HEALS):
+        follower = [i for i in range(len(c)) if i != leader][k % 2]
+        # Past the max election timeout; every other one also past the connection timeout.
+        cut_s = 4.0 if k % 2 else MAX_ELECTION_TIMEOUT_S + 1.0
+        c.isolate(follower)
+        time.sleep(cut_s)
+        isolated_term = own_view(c, follower)[1]      # the harness host still reaches it
+        c.heal()
+        assert isolated_term == term, (
+            f"isolated node{follower + 1} raised its term to {isolated_term} (leader's: {term})")
+        assert wait_until(lambda: settled(c, leader, term), timeout=15, interval=0.1,
+                          message=f"heal {k + 1}: node{follower + 1} to follow node"
+                                  f"{leader + 1} at term {term} ({views(c)})")
+        time.sleep(0.5)
+        assert settled(c, leader, term), f"heal {k + 1}: {views(c)}"

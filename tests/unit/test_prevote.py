@@ -188,3 +188,17 @@ def test_message_type_names_are_lockd_own():
              "apply_command", "apply_command_response", "timeout_now"}
     for name in (prevote.PRE_VOTE, prevote.PRE_VOTE_RESPONSE, prevote.STALE_TERM):
         assert name.startswith("lockd_") and name not in stock
+
+
+def test_leaders_connection_closing_ends_its_lease_and_brings_the_election_forward():
+    st = PreVoteState(MIN, 1.4)
+    st.heard_from_leader(10.0)
+    assert has_live_leader(now=10.05, is_leader=False, leader_contact_at=st.leader_contact_at,
+                           majority_contact_at=NEVER, min_timeout=MIN)
+    due = st.leader_disconnected(10.05, 0.5)
+    assert due == 10.05 + MIN * 0.5
+    assert not has_live_leader(now=10.06, is_leader=False, leader_contact_at=st.leader_contact_at,
+                               majority_contact_at=NEVER, min_timeout=MIN)
+    # The other follower of the dead leader grants at once: its own connection closed too.
+    assert grant(live_leader=False)
+    assert 10.05 <= st.leader_disconnected(10.05, 0.0) < st.leader_disconnected(10.05, 0.999) < 10.45
