@@ -86,6 +86,7 @@ class NodeMetrics:
         self.elections = Counter(
             "lockd_raft_election_events_total",
             "PreVote and leader stickiness (lockd/prevote.py): prevote_started, prevote_won, "
+            "prevote_yielded, "
             "leader_disconnected, transfer_election, vote_request_dropped, stale_term_notice_sent, "
             "stepped_down_stale_term, term_adopted.",
             ["event"], registry=r)

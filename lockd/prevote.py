@@ -24,6 +24,9 @@ partition or a slow start therefore deposes a healthy leader, although it could 
   election timer; the other follower, whose connection closed too, grants. A leader that is
   alive but unreachable (a pause, a partition, a host that died without closing anything)
   is noticed by the timers as before.
+* **No split vote between two followers of a dead leader**: a member that grants a pre-vote
+  holds back its own for an election timeout (pysyncobj does the same after a real vote),
+  and of two members asking at the same moment the worse candidate drops its round.
 * **A member whose term is ahead** (it raised its term and then lost the election) cannot
   rejoin: pysyncobj drops AppendEntries of lower terms without an answer, and the others, all
   with a live leader, refuse its pre-votes. So it answers such an AppendEntries with a
@@ -83,6 +86,16 @@ def drop_vote_request(*, request_term: int, my_term: int, transfer: bool,
     unless a leadership transfer sent it. Requests of this member's own or a lower term go
     to pysyncobj unchanged (they cannot depose anyone)."""
     return request_term > my_term and live_leader and not transfer
+
+
+def yields_to(*, their_last_log_term: int, their_last_log_index: int, their_id: str,
+              my_last_log_term: int, my_last_log_index: int, my_id: str) -> bool:
+    """Two members asking pre-votes for the same term at the same moment (both followers of a
+    dead leader) would both win them and split the real vote. When a member grants the
+    other's pre-vote it drops its own round if the other is the better candidate: a more up to
+    date log, or an equal one and the smaller id. Exactly one of the two yields."""
+    theirs, mine = (their_last_log_term, their_last_log_index), (my_last_log_term, my_last_log_index)
+    return theirs > mine or (theirs == mine and their_id < my_id)
 
 
 def majority(voters: int) -> int:
@@ -166,6 +179,18 @@ class PreVoteState:
             self.rounds_won += 1
             return "won"
         return None
+
+    def yield_round(self, term: int) -> bool:
+        """We granted a better candidate's pre-vote for `term`: drop our own round for that
+        term, and an approval for it not yet used. True if there was something to drop."""
+        dropped = False
+        if self.round is not None and self.round.term == term:
+            self.round = None
+            dropped = True
+        if self.approved_term == term:
+            self.approved_term = None
+            dropped = True
+        return dropped
 
     def take_approval(self, now: float, my_term: int) -> bool:
         """May the election that is due now run? Only right after a pre-vote for exactly this

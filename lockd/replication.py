@@ -540,6 +540,8 @@ class _RaftNode(SyncObj):
             self._SyncObj__transport.send(node, {
                 "type": prevote.PRE_VOTE_RESPONSE, "granted": granted,
                 "term": message["term"] if granted else term})
+            if granted:
+                self._lockd_after_grant(node, message, now)
             return True
         if kind == prevote.PRE_VOTE_RESPONSE:
             if node not in self._SyncObj__otherNodes:
@@ -561,6 +563,25 @@ class _RaftNode(SyncObj):
                 self._lockd_adopt_term(int(message["term"]), "stepped_down_stale_term")
             return True
         return False
+
+    def _lockd_after_grant(self, node, message: dict, now: float) -> None:
+        """We granted `node` a pre-vote: let it win. If we ask for the same term ourselves and
+        it is the better candidate, drop our round; unless we keep a round of our own, wait one
+        election timeout before asking (as pysyncobj does after granting a real vote), so two
+        followers of a dead leader do not both win pre-votes and split the real vote."""
+        st = self._lockd_prevote
+        if prevote.yields_to(
+                their_last_log_term=message["last_log_term"],
+                their_last_log_index=message["last_log_index"],
+                their_id=str(getattr(node, "id", node)),
+                my_last_log_term=self._SyncObj__getCurrentLogTerm(),
+                my_last_log_index=self._SyncObj__getCurrentLogIndex(),
+                my_id=str(self._SyncObj__selfNode.id)) and st.yield_round(message["term"]):
+            self._lockd_event("prevote_yielded")
+        elif st.round is not None or st.approved_term is not None:
+            return                                  # we are the better candidate: carry on
+        self._SyncObj__raftElectionDeadline = max(
+            self._SyncObj__raftElectionDeadline, now + self._SyncObj__generateRaftTimeout())
 
     def _lockd_adopt_term(self, new_term: int, event: str) -> None:
         """Raft's rule for any message of a higher term: adopt it (no vote cast) and follow."""
@@ -791,7 +812,7 @@ class ReplicatedNode:
         """PreVote and stickiness events (tick thread): a metric, and a log line for the rare
         ones."""
         self.metrics.elections.labels(event).inc()
-        if event in ("prevote_won", "transfer_election", "stepped_down_stale_term",
+        if event in ("prevote_won", "prevote_yielded", "transfer_election", "stepped_down_stale_term",
                      "term_adopted"):
             log.info("raft_election_event", node=self.config.raft_address, what=event,
                      term=self.term())

@@ -202,3 +202,29 @@ def test_leaders_connection_closing_ends_its_lease_and_brings_the_election_forwa
     # The other follower of the dead leader grants at once: its own connection closed too.
     assert grant(live_leader=False)
     assert 10.05 <= st.leader_disconnected(10.05, 0.0) < st.leader_disconnected(10.05, 0.999) < 10.45
+
+
+def test_of_two_simultaneous_candidates_exactly_one_yields():
+    a = dict(last_log_term=3, last_log_index=9, id="10.0.0.1:7101")
+    b = dict(last_log_term=3, last_log_index=9, id="10.0.0.2:7101")
+
+    def y(them, me):
+        return prevote.yields_to(their_last_log_term=them["last_log_term"],
+                                 their_last_log_index=them["last_log_index"],
+                                 their_id=them["id"], my_last_log_term=me["last_log_term"],
+                                 my_last_log_index=me["last_log_index"], my_id=me["id"])
+    assert y(a, b) and not y(b, a)                  # equal logs: the smaller id wins
+    longer = dict(b, last_log_index=10)
+    assert y(longer, a) and not y(a, longer)        # a more up-to-date log wins
+
+
+def test_yielding_drops_our_round_and_an_unused_approval():
+    st = PreVoteState(MIN, 1.4)
+    st.start(0.0, my_term=5)
+    assert st.yield_round(6)
+    assert st.on_response("b", term=6, granted=True, my_term=5, voters=3) is None
+    st.start(1.0, my_term=5)
+    assert st.on_response("b", term=6, granted=True, my_term=5, voters=3) == "won"
+    assert st.yield_round(6)
+    assert not st.take_approval(1.01, my_term=5)
+    assert not st.yield_round(6)                    # nothing left to drop
