@@ -592,10 +592,6 @@ class _RaftNode(SyncObj):
         self._SyncObj__setState(ROLE_FOLLOWER)
         self._lockd_event(event)
 
-    def lockd_election_counts(self) -> dict:
-        p = self._lockd_prevote
-        return {"prevote_rounds_started": p.rounds_started, "prevote_rounds_won": p.rounds_won}
-
 
 _INTERCEPTED = frozenset({"append_entries", "request_vote", prevote.PRE_VOTE,
                           prevote.PRE_VOTE_RESPONSE, prevote.STALE_TERM})
