@@ -61,8 +61,8 @@ unasync-check: $(STAMP)
 
 # Seeded fault runs (docs/testing.md): make chaos SEED=7 DURATION=120 BACKEND=local WORKLOAD=all
 # SEED empty = a fresh random seed (printed first); the report goes to OUT (default chaos-out/BACKEND-SEED).
-# FAULTS=pause_follower,kill_leader replaces the nemesis mix; AVAILABILITY=strict fails on a
-# leader change no fault on the leader explains (default: report).
+# FAULTS=pause_follower,kill_leader replaces the nemesis mix; a leader change no fault on the
+# leader explains fails the run (AVAILABILITY=report only reports it).
 .PHONY: chaos
 chaos: $(STAMP)
 	$(BIN)/python -m lockd_cluster.chaos $(if $(SEED),--seed $(SEED)) --duration $(or $(DURATION),60) \

@@ -93,6 +93,13 @@ class NodeMetrics:
         self.journal_sync_entries = Histogram(
             "lockd_journal_sync_entries", "Raft entries made durable by one journal sync (--fsync).",
             buckets=COUNT_BUCKETS, registry=r)
+        self.elections = Counter(
+            "lockd_raft_election_events_total",
+            "PreVote and leader stickiness (lockd/prevote.py): prevote_started, prevote_won, "
+            "prevote_yielded, "
+            "leader_disconnected, transfer_election, vote_request_dropped, stale_term_notice_sent, "
+            "stepped_down_stale_term, term_adopted.",
+            ["event"], registry=r)
         self._waits: dict[tuple[str, str, str], float] = {}
         self._http = None
 

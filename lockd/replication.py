@@ -22,6 +22,7 @@ import functools
 import gzip
 import io
 import os
+import random
 import struct
 import threading
 import time
@@ -38,7 +39,7 @@ import pysyncobj.syncobj as psyncobj
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from . import datadir, journal_space
+from . import datadir, journal_space, prevote
 
 from .commands import (
     Barrier,
@@ -325,6 +326,9 @@ class _PipelinedTransport(TCPTransport):
         self._next_index = syncObj._SyncObj__raftNextIndex
 
     def _onMessageReceived(self, node, message):  # noqa: N802
+        intercept = getattr(self._syncObj, "_lockd_intercept", None)
+        if intercept is not None and intercept(node, message):
+            return                    # a pre-vote message, or a RequestVote a live leader drops
         if (type(message) is dict and message.get("type") == "next_node_idx"
                 and message.get("success") and not message.get("reset")):
             before = self._next_index.get(node)
@@ -333,6 +337,23 @@ class _PipelinedTransport(TCPTransport):
                 self._next_index[node] = before
             return
         super()._onMessageReceived(node, message)
+
+    def send(self, node, message):
+        return super().send(node, self._mark(message))
+
+    def _onNodeDisconnected(self, node):  # noqa: N802
+        super()._onNodeDisconnected(node)
+        hook = getattr(self._syncObj, "_lockd_peer_disconnected", None)
+        if hook is not None:
+            hook(node)
+
+    def _mark(self, message):
+        """The RequestVote of an election a leadership transfer started carries the transfer
+        flag, so members with a live leader do not drop it (lockd/prevote.py)."""
+        if (type(message) is dict and message.get("type") == "request_vote"
+                and getattr(self._syncObj, "_lockd_transfer_campaign", False)):
+            message = {**message, prevote.TRANSFER_FLAG: True}
+        return message
 
 
 class _AckAfterSyncTransport(_PipelinedTransport):
@@ -346,6 +367,7 @@ class _AckAfterSyncTransport(_PipelinedTransport):
         syncObj.addOnTickCallback(self._release)
 
     def send(self, node, message):
+        message = self._mark(message)
         if self._held or (isinstance(message, dict) and message.get("type") == "next_node_idx"
                           and getattr(self._journal, "_dirty", False)):
             self._held.append((node, message))    # keep per-connection order
@@ -360,6 +382,223 @@ class _AckAfterSyncTransport(_PipelinedTransport):
             held, self._held = self._held, []
             for node, message in held:
                 TCPTransport.send(self, node, message)
+
+
+# ---------------------------------------------------------------- PreVote (lockd/prevote.py)
+#
+# The decisions are pure functions in lockd/prevote.py; here they meet pysyncobj 0.3.17's
+# private state (name-mangled `_SyncObj__*` attributes, checked at start). Everything below
+# runs on the tick thread: `_onTick` before pysyncobj's own tick, and `_lockd_intercept` from
+# the transport for each message before pysyncobj sees it.
+
+#: pysyncobj's clock: CLOCK_MONOTONIC_RAW (pysyncobj/monotonic.py), not time.monotonic's
+#: CLOCK_MONOTONIC. The two differ by an offset that drifts with the NTP slew since boot
+#: (0.3 s on the reference machine), so anything compared with pysyncobj's own times (the
+#: election deadline, the per-peer response times) must be read on this clock.
+raft_clock = psyncobj.monotonicTime
+
+_SYNCOBJ_INTERNALS = (
+    "_SyncObj__raftState", "_SyncObj__raftElectionDeadline", "_SyncObj__raftCurrentTerm",
+    "_SyncObj__otherNodes", "_SyncObj__selfNode", "_SyncObj__transferInProgress",
+    "_SyncObj__transport", "_SyncObj__lastResponseTime", "_SyncObj__raftLeader",
+    "_SyncObj__connectedToAnyone", "_SyncObj__generateRaftTimeout", "_SyncObj__setCurrentTerm",
+    "_SyncObj__setState", "_SyncObj__getCurrentLogIndex", "_SyncObj__getCurrentLogTerm",
+)
+
+
+class _RaftNode(SyncObj):
+    """SyncObj whose elections are preceded by a pre-vote, whose members keep a live leader
+    against RequestVotes of higher terms, and whose members answer a lower-term leader with
+    a stale-term notice (lockd/prevote.py says why)."""
+
+    def __init__(self, selfNode, otherNodes, conf, *, on_election_event=None, **kw):  # noqa: N803
+        # Set before SyncObj.__init__: pysyncobj snapshots only attributes created after it.
+        self._lockd_prevote = prevote.PreVoteState(conf.raftMinTimeout, conf.raftMaxTimeout)
+        self._lockd_transfer_campaign = False
+        self._lockd_on_event = on_election_event or (lambda event: None)
+        super().__init__(selfNode, otherNodes, conf, **kw)
+        missing = [n for n in _SYNCOBJ_INTERNALS if not hasattr(self, n)]
+        if missing:
+            self.destroy_synchronous()
+            raise RuntimeError("pysyncobj internals changed (PreVote needs pysyncobj 0.3.17): "
+                               "missing " + ", ".join(missing))
+
+    def _lockd_event(self, event: str) -> None:
+        try:
+            self._lockd_on_event(event)
+        except Exception:  # noqa: BLE001 - metrics and logs must never change an election
+            log.exception("election_event_hook_failed", what=event)
+
+    # ---- the election gate
+
+    def _onTick(self, timeToWait=0.0):  # noqa: N802, N803 - pysyncobj's names
+        try:
+            self._lockd_before_election(raft_clock())
+        except Exception:  # noqa: BLE001 - never break the tick: pysyncobj's own election runs
+            log.exception("prevote_gate_failed")
+        try:
+            super()._onTick(timeToWait)
+        finally:
+            self._lockd_transfer_campaign = False
+
+    def _lockd_before_election(self, now: float) -> None:
+        """pysyncobj starts an election in this tick if the election deadline has passed and
+        the node is connected to someone. Let it do so only for a transfer (TimeoutNow), for a
+        member alone in its configuration, or right after a won pre-vote; otherwise push the
+        deadline one election timeout on and ask the others first."""
+        if (self._SyncObj__selfNode is None or self._SyncObj__raftState == ROLE_LEADER
+                or self._SyncObj__raftElectionDeadline >= now
+                or not self._SyncObj__connectedToAnyone()):
+            return
+        others = list(self._SyncObj__otherNodes)
+        if not others:
+            return
+        term = self._SyncObj__raftCurrentTerm
+        if self._SyncObj__transferInProgress:
+            self._lockd_transfer_campaign = True
+            self._lockd_event("transfer_election")
+            return
+        if self._lockd_prevote.take_approval(now, term):
+            return
+        self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        r = self._lockd_prevote.start(now, term)
+        self._lockd_event("prevote_started")
+        request = {"type": prevote.PRE_VOTE, "term": r.term,
+                   "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                   "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        transport = self._SyncObj__transport
+        for node in others:
+            transport.send(node, dict(request))
+
+    def _lockd_peer_disconnected(self, node) -> None:
+        """The connection to `node` closed (tick thread). If it was our leader: its lease ends
+        and the election comes early (lockd/prevote.py)."""
+        try:
+            if (self._SyncObj__selfNode is None or self._SyncObj__raftState == ROLE_LEADER
+                    or node != self._SyncObj__raftLeader):
+                return
+            due = self._lockd_prevote.leader_disconnected(raft_clock(), random.random())
+            if due < self._SyncObj__raftElectionDeadline:
+                self._SyncObj__raftElectionDeadline = due
+            self._lockd_event("leader_disconnected")
+        except Exception:  # noqa: BLE001 - the timers still elect
+            log.exception("prevote_disconnect_failed")
+
+    # ---- messages (from the transport, before pysyncobj)
+
+    def _lockd_live_leader(self, now: float) -> bool:
+        is_leader = self._SyncObj__raftState == ROLE_LEADER
+        contact = prevote.NEVER
+        if is_leader:
+            last = self._SyncObj__lastResponseTime
+            others = list(self._SyncObj__otherNodes)
+            contact = prevote.majority_contact_at([last.get(n, prevote.NEVER) for n in others],
+                                                  len(others))
+        return prevote.has_live_leader(
+            now=now, is_leader=is_leader, leader_contact_at=self._lockd_prevote.leader_contact_at,
+            majority_contact_at=contact, min_timeout=self._lockd_prevote.min_timeout)
+
+    def _lockd_intercept(self, node, message) -> bool:
+        """Handle lockd's own messages and filter pysyncobj's; True = consumed here."""
+        if type(message) is not dict:
+            return False
+        kind = message.get("type")
+        if kind not in _INTERCEPTED:
+            return False
+        try:
+            return self._lockd_handle(node, kind, message, raft_clock())
+        except Exception:  # noqa: BLE001 - a malformed message must not break the tick
+            log.exception("prevote_message_failed", type=kind)
+            return kind in (prevote.PRE_VOTE, prevote.PRE_VOTE_RESPONSE, prevote.STALE_TERM)
+
+    def _lockd_handle(self, node, kind: str, message: dict, now: float) -> bool:
+        term = self._SyncObj__raftCurrentTerm
+        voter = self._SyncObj__selfNode is not None
+        if kind == "append_entries":
+            if message["term"] >= term:
+                self._lockd_prevote.heard_from_leader(now)
+            elif voter:
+                # pysyncobj drops it without an answer: tell that leader our term, or a member
+                # whose term ran ahead could never rejoin (lockd/prevote.py).
+                self._SyncObj__transport.send(node, {"type": prevote.STALE_TERM, "term": term})
+                self._lockd_event("stale_term_notice_sent")
+            return False
+        if kind == "request_vote":
+            if not voter:
+                return False
+            if prevote.drop_vote_request(request_term=message["term"], my_term=term,
+                                         transfer=bool(message.get(prevote.TRANSFER_FLAG)),
+                                         live_leader=self._lockd_live_leader(now)):
+                self._lockd_event("vote_request_dropped")
+                return True
+            if message["term"] > term:
+                self._lockd_prevote.lost_leader()      # pysyncobj adopts the term, leaderless
+            return False
+        if kind == prevote.PRE_VOTE:
+            granted = voter and prevote.grant_pre_vote(
+                request_term=message["term"], request_last_log_term=message["last_log_term"],
+                request_last_log_index=message["last_log_index"], my_term=term,
+                my_last_log_term=self._SyncObj__getCurrentLogTerm(),
+                my_last_log_index=self._SyncObj__getCurrentLogIndex(),
+                live_leader=self._lockd_live_leader(now))
+            self._SyncObj__transport.send(node, {
+                "type": prevote.PRE_VOTE_RESPONSE, "granted": granted,
+                "term": message["term"] if granted else term})
+            if granted:
+                self._lockd_after_grant(node, message, now)
+            return True
+        if kind == prevote.PRE_VOTE_RESPONSE:
+            if node not in self._SyncObj__otherNodes:
+                return True
+            outcome = self._lockd_prevote.on_response(
+                node, term=int(message["term"]), granted=bool(message["granted"]), my_term=term,
+                voters=len(self._SyncObj__otherNodes) + 1)
+            if outcome == "won":
+                self._lockd_event("prevote_won")
+                self._SyncObj__raftElectionDeadline = 0     # the election runs on the next tick
+            elif outcome == "adopt":
+                self._lockd_adopt_term(int(message["term"]), "term_adopted")
+            return True
+        if kind == prevote.STALE_TERM:
+            if voter and int(message["term"]) > term:
+                log.warning("raft_term_behind", node=str(getattr(node, "id", node)),
+                            their_term=int(message["term"]), our_term=term,
+                            leader=self._SyncObj__raftState == ROLE_LEADER)
+                self._lockd_adopt_term(int(message["term"]), "stepped_down_stale_term")
+            return True
+        return False
+
+    def _lockd_after_grant(self, node, message: dict, now: float) -> None:
+        """We granted `node` a pre-vote: let it win. If we ask for the same term ourselves and
+        it is the better candidate, drop our round; unless we keep a round of our own, wait one
+        election timeout before asking (as pysyncobj does after granting a real vote), so two
+        followers of a dead leader do not both win pre-votes and split the real vote."""
+        st = self._lockd_prevote
+        if prevote.yields_to(
+                their_last_log_term=message["last_log_term"],
+                their_last_log_index=message["last_log_index"],
+                their_id=str(getattr(node, "id", node)),
+                my_last_log_term=self._SyncObj__getCurrentLogTerm(),
+                my_last_log_index=self._SyncObj__getCurrentLogIndex(),
+                my_id=str(self._SyncObj__selfNode.id)) and st.yield_round(message["term"]):
+            self._lockd_event("prevote_yielded")
+        elif st.round is not None or st.approved_term is not None:
+            return                                  # we are the better candidate: carry on
+        self._SyncObj__raftElectionDeadline = max(
+            self._SyncObj__raftElectionDeadline, now + self._SyncObj__generateRaftTimeout())
+
+    def _lockd_adopt_term(self, new_term: int, event: str) -> None:
+        """Raft's rule for any message of a higher term: adopt it (no vote cast) and follow."""
+        self._SyncObj__setCurrentTerm(new_term, None)
+        self._SyncObj__raftLeader = None
+        self._lockd_prevote.lost_leader()
+        self._lockd_prevote.round = None
+        self._SyncObj__setState(ROLE_FOLLOWER)
+        self._lockd_event(event)
+
+
+_INTERCEPTED = frozenset({"append_entries", "request_vote", prevote.PRE_VOTE,
+                          prevote.PRE_VOTE_RESPONSE, prevote.STALE_TERM})
 
 
 def check_data_dir(data_dir: str) -> list[str]:
@@ -559,8 +798,9 @@ class ReplicatedNode:
             autoTickPeriod=0.05 if cfg.peers else 0.005,
         )
         extra = {"transportClass": _AckAfterSyncTransport if cfg.fsync_enabled else _PipelinedTransport}
-        self._syncobj = SyncObj(cfg.raft_address, list(cfg.peers), conf, consumers=[self._consumer],
-                                **extra)
+        self._syncobj = _RaftNode(cfg.raft_address, list(cfg.peers), conf,
+                                  consumers=[self._consumer],
+                                  on_election_event=self._election_event, **extra)
         if cfg.fsync_enabled and not isinstance(self._syncobj._SyncObj__raftLog, _DurableFileJournal):
             self._syncobj.destroy_synchronous()
             raise RuntimeError("pysyncobj internals changed: the journal hook did not take "
@@ -568,6 +808,15 @@ class ReplicatedNode:
         self._syncobj.addOnTickCallback(self._on_tick)
         log.info("raft_started", node=cfg.raft_address, peers=list(cfg.peers),
                  data_dir=cfg.data_dir, fsync=cfg.fsync_enabled)
+
+    def _election_event(self, event: str) -> None:
+        """PreVote and stickiness events (tick thread): a metric, and a log line for the rare
+        ones."""
+        self.metrics.elections.labels(event).inc()
+        if event in ("prevote_won", "prevote_yielded", "transfer_election", "stepped_down_stale_term",
+                     "term_adopted"):
+            log.info("raft_election_event", node=self.config.raft_address, what=event,
+                     term=self.term())
 
     def _release_data_dir(self) -> None:
         if self._durable_paths is not None:
@@ -808,7 +1057,7 @@ class ReplicatedNode:
             return 0.0
         if len(times) < need:
             return float("inf")
-        return max(0.0, time.monotonic() - times[need - 1])
+        return max(0.0, raft_clock() - times[need - 1])
 
     # ------------------------------------------------------------ membership (notes §4, §9.6)
     #
@@ -889,7 +1138,7 @@ class ReplicatedNode:
                 break
             except (RuntimeError, AttributeError):
                 st, last = {}, {}
-        now = time.monotonic()
+        now = raft_clock()          # pysyncobj's response times are on its clock
         out = {}
         for key, value in st.items():
             if key.startswith("partner_node_status_server_"):

@@ -119,7 +119,7 @@ def _needs_small_disks(name: str, faults: list[str] | None) -> bool:
 
 def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Path,
                  ttl: float = 3.0, clients: int = 4, nodes: int = 3, small: bool = False,
-                 faults: list[str] | None = None, availability: str = "report",
+                 faults: list[str] | None = None, availability: str = "strict",
                  echo: Callable[[str], None] = print) -> dict:
     """Run one workload on a fresh cluster; always returns a result dict (never raises).
 
@@ -155,7 +155,7 @@ def run_workload(name: str, *, seed: int, duration: float, backend: str, out: Pa
 
 def run(*, seed: int, duration: float, backend: str, workloads: list[str], out: Path,
         ttl: float = 3.0, clients: int = 4, nodes: int = 3, small: bool = False,
-        faults: list[str] | None = None, availability: str = "report",
+        faults: list[str] | None = None, availability: str = "strict",
         echo: Callable[[str], None] = print) -> dict:
     """Run several workloads; write and return the report."""
     out = Path(out)
@@ -203,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default=None,
                    help="comma list of nemesis faults for lockset and mutex (default: each "
                         "workload's own mix); one of: " + ", ".join(ALL_KINDS))
-    p.add_argument("--availability", choices=("strict", "report"), default="report",
+    p.add_argument("--availability", choices=("strict", "report"), default="strict",
                    help="a leader change no fault on the leader explains: a violation "
-                        "(strict) or only reported (report, the default until PreVote lands)")
+                        "(strict, the default) or only reported (report)")
     a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
     print(f"seed {seed}", flush=True)

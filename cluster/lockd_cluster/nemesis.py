@@ -13,7 +13,7 @@ Fault kinds (DESIGN §9, the issue's nemesis list):
 | kill_node / kill_leader | SIGKILL one node (a random one / the ready leader), restart it after the step's duration |
 | kill_all | SIGKILL every node at once, restart all after the duration (durability) |
 | pause_node / pause_leader | SIGSTOP, SIGCONT after the duration (a GC pause of a server) |
-| pause_follower | SIGSTOP a follower of the ready leader beyond the maximum election timeout, then SIGCONT (a node that comes back: without PreVote it deposes a healthy leader) |
+| pause_follower | SIGSTOP a follower of the ready leader beyond the maximum election timeout, then SIGCONT (a node that comes back; before PreVote it deposed a healthy leader, now any leader change it causes fails the availability verdict) |
 | pause_client | SIGSTOP a client process longer than the session TTL, then SIGCONT |
 | pause_holder | the same for the client that holds the workload's lock (found with GetLock) |
 | kill_client | SIGKILL a client process; the workload starts a fresh one |

@@ -20,7 +20,7 @@ and exits 1 on a leak (a metric grew beyond its bound, see `BOUNDS` and `leak_ve
 checker violation (check_mutex over every exclusive grant, the server-log audit: no double
 grant in the server's order and no acknowledged grant or release missing from the Raft log,
 no starvation, watch revisions), 2 on a harness error, 0 otherwise. The availability verdict
-is reported; it fails the run only with `--availability strict`.
+fails the run too (`--availability report` only reports it).
 
 Leaks are judged so that restarts do not hide or fake them. A process metric (RSS, fds,
 threads) is judged per process incarnation (a PID): its samples after WARMUP seconds of that
@@ -327,7 +327,7 @@ class Sampler:
 
 def run(*, seed: int, minutes: float, out: Path, clients: int = 4, rate: float = 4.0,
         fault_every: float = 20.0, sample_every: float = 5.0, warmup: float = 60.0,
-        min_span: float = 60.0, ttl: float = 3.0, availability: str = "report",
+        min_span: float = 60.0, ttl: float = 3.0, availability: str = "strict",
         echo: Callable[[str], None] = print) -> dict:
     """One soak run; returns (and writes) the report. Never raises for a finding."""
     out = Path(out)
@@ -576,9 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-span", type=float, default=60.0,
                    help="judge only series spanning at least this many seconds (default 60)")
     p.add_argument("--ttl", type=float, default=3.0, help="client session TTL (s)")
-    p.add_argument("--availability", choices=("strict", "report"), default="report",
+    p.add_argument("--availability", choices=("strict", "report"), default="strict",
                    help="a leader change no fault on the leader explains fails the run "
-                        "(strict) or is only reported (report, the default until PreVote)")
+                        "(strict, the default) or is only reported (report)")
     a = p.parse_args(argv)
     if a.minutes <= 0 or a.clients < 1 or a.rate <= 0 or a.fault_every <= 0 \
             or a.sample_every <= 0 or a.warmup < 0 or a.min_span < 0 or a.ttl <= 0:

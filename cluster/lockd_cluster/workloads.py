@@ -632,7 +632,7 @@ class Ctx:
     clients: int = 4
     echo: Callable[[str], None] = print
     nemesis_kinds: list[str] | None = None
-    availability: str = "report"     # "strict": an unexplained leader change fails the run
+    availability: str = "strict"     # "report": an unexplained leader change is only reported
     small: bool = False              # the short CI variant: fewer repetitions
     rng: random.Random = field(init=False)
 

@@ -190,8 +190,9 @@ def test_isolated_leader_is_replaced_refuses_writes_and_rejoins_after_heal(netns
                     and st.leader_id == c.node(lead).id)
         wait_until(old_follows, 20, interval=0.1, message="the old leader to follow")
         t_follow = time.monotonic() - t2
-        # pysyncobj has no pre-vote: the old leader's higher term may force one more election,
-        # which its shorter log cannot win.
+        # With PreVote the isolated old leader cannot raise its term, so it simply follows;
+        # were its term ahead, its stale-term notice would force one more election, which
+        # its shorter log cannot win.
         after = c.wait_for_leader(timeout=10)
         assert after != old
 
