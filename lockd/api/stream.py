@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import uuid
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import Any, AsyncIterator
 
 import structlog
 
@@ -33,9 +33,6 @@ from ..limits import TokenBucket, exceeded
 from ..logconfig import short_id
 from ..tls import identity_of
 from ..v1 import lockd_pb2 as pb
-
-if TYPE_CHECKING:
-    from ..service import LockService
 
 log = structlog.get_logger(component="stream")
 
@@ -59,7 +56,7 @@ def op_error(e: LockdAbort) -> pb.OpError:
                       metadata=e.metadata)
 
 
-async def serve_stream(svc: "LockService", request_iterator, context) -> AsyncIterator[pb.StreamResponse]:
+async def serve_stream(svc: Any, request_iterator, context) -> AsyncIterator[pb.StreamResponse]:
     """The body of `Lock.Stream`: read operations, start each, answer their results."""
     stream = _Stream(svc, context)
     async for resp in stream.run(request_iterator):
@@ -67,7 +64,7 @@ async def serve_stream(svc: "LockService", request_iterator, context) -> AsyncIt
 
 
 class _Stream:
-    def __init__(self, svc: "LockService", context) -> None:
+    def __init__(self, svc: Any, context) -> None:
         self.svc = svc
         self.node = svc.node
         self.identity = identity_of(context)
