@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 import uuid
 from typing import Any, AsyncIterator
 
+import grpc
 import structlog
 
 from ..admission import CLIENT
@@ -42,12 +44,14 @@ MAX_OPS_IN_FLIGHT = 10_000
 _GRANTS_REMEMBERED = 4096
 """Answered grants a late cancel can still withdraw (the client cancelled before it saw them)."""
 
-# The unary RPC whose ACL rule and rate limit each kind of operation gets.
+# The unary RPC whose ACL rule, rate limit and latency histogram each kind of operation gets.
 _METHODS = {
     "acquire": "/lockd.v1.Lock/Acquire",
     "acquire_many": "/lockd.v1.Lock/AcquireMany",
     "release": "/lockd.v1.Lock/Release",
 }
+_NAMES = {kind: m.rpartition("/")[2] for kind, m in _METHODS.items()}
+_GRPC_NAMES = {sc.value[0]: sc.name for sc in grpc.StatusCode}
 
 
 def op_error(e: LockdAbort) -> pb.OpError:
@@ -141,6 +145,9 @@ class _Stream:
         self.tasks[op_id] = asyncio.ensure_future(self._run(op_id, kind, getattr(op, kind)))
 
     async def _run(self, op_id: int, kind: str, req) -> None:
+        metrics = self.node.metrics
+        metrics.stream_ops.labels(kind).inc()
+        t0 = time.perf_counter()
         try:
             if kind == "keepalive":
                 if not self.ka_bucket.take(asyncio.get_running_loop().time()):
@@ -168,6 +175,9 @@ class _Stream:
                 LockdAbort(ErrorCode.INTERNAL, f"internal error (id {err_id})")))
         finally:
             self.tasks.pop(op_id, None)
+        if kind != "keepalive":
+            code = _GRPC_NAMES.get(result.error.code, "UNKNOWN") if result.HasField("error") else "OK"
+            metrics.rpc_seconds.labels("Lock", _NAMES[kind], code).observe(time.perf_counter() - t0)
         self._answer(result)
 
     async def _rate_limit(self) -> None:
