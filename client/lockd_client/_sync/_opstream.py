@@ -119,10 +119,12 @@ class OpStream:
         return StreamCall(self, op_id, fut, deadline, self._clock)
 
     def cancel_op(self, op_id: int) -> None:
-        """Tell the server to cancel operation `op_id` (its late result is ignored)."""
+        """Tell the server to cancel operation `op_id`, whose result the caller has not seen
+        (a late one is ignored). Sent even if that result is arriving right now (a thread
+        resolving it): the server then releases a grant it answered."""
         with self._mu:
-            known = self._ops.pop(op_id, None) is not None
-            if not known or self.broken:
+            self._ops.pop(op_id, None)
+            if self.broken:
                 return
         self._requests.put(rq.cancel_op(op_id))
 
