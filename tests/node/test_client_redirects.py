@@ -56,7 +56,8 @@ class Follower(lockd_pb2_grpc.LockServicer, lockd_pb2_grpc.ClusterServicer):
     def KeepAlive(self, request_iterator, context):
         self._refuse("KeepAlive", context)
 
-    _OPS = {"acquire": "Acquire", "acquire_many": "AcquireMany", "release": "Release"}
+    _OPS = {"acquire": "Acquire", "acquire_many": "AcquireMany", "release": "Release",
+            "keepalive": "KeepAlive"}
 
     def Stream(self, request_iterator, context):
         """The lock stream: every operation refused NOT_LEADER, as its unary call would be."""

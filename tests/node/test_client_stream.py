@@ -152,3 +152,27 @@ def test_a_server_without_the_stream_gets_unary_calls(unary_only, flavour):
                 assert c._transport.use_stream is False
         run(body)
     assert "Acquire" in proxy.calls and "Release" in proxy.calls
+
+
+def keepalive_streams(node) -> float:
+    return _count(node, "lockd_rpc_streams_started_total", service="Lock", method="KeepAlive")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_keepalives_go_on_the_lock_stream_too(lockd_node, stream):
+    """One stream per node for everything: the sessions' keepalives are `keepalive`
+    operations of it (or the KeepAlive RPC with stream=False); the session stays alive."""
+    import time
+
+    node = lockd_node.node
+    with lockd_client.connect(lockd_node.address, stream=stream) as c, \
+            c.session(ttl=1.5) as s1, c.session(ttl=1.5) as s2:
+        with s1.lock("cs/ka"):
+            time.sleep(2.5)                       # > 1 TTL: only keepalives kept them alive
+            assert s1.alive and s2.alive
+    ops = _count(node, "lockd_stream_ops_total", op="keepalive")
+    if stream:
+        assert ops >= 2 and keepalive_streams(node) == 0
+        assert streams_started(node) == 1
+    else:
+        assert ops == 0 and keepalive_streams(node) >= 1 and streams_started(node) == 0

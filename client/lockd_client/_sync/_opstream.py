@@ -29,7 +29,7 @@ from .._stream_ops import MAX_OPS_PER_MESSAGE, pack
 from ._primitives import (Cancelled, Inbox, Mutex, future_result, new_future, settle,
                           start_worker)
 
-__all__ = ["OpStream", "StreamCall"]
+__all__ = ["OpStream", "StreamCall", "OpKeepalive"]
 
 log = logging.getLogger("lockd.client")
 
@@ -68,6 +68,11 @@ class StreamCall:
 
     def add_done_callback(self, fn: Callable[[Any], Any]) -> None:
         self._fut.add_done_callback(lambda _f: fn(self))
+
+    @property
+    def future(self) -> Any:
+        """The future the stream's reader resolves (done: read it without waiting)."""
+        return self._fut
 
     def _expire(self) -> None:
         if settle(self._fut, error=deadline_error(
@@ -191,3 +196,65 @@ class OpStream:
         """End the stream (closing the client): operations in flight fail CANCELLED."""
         self._requests.put(_END)
         self._call.cancel()
+
+
+def _nothing() -> None:
+    return None
+
+
+class OpKeepalive:
+    """The session driver's keepalive stream as `keepalive` operations of the lock stream:
+    the interface of `_transport.KeepaliveStream` (`addr`, `send`, `end_requests`, `cancel`,
+    `reader`) and its events, ("ack", KeepAliveResponse) per message and ("error", exc) once
+    when one fails (the driver then opens another, as after a broken KeepAlive stream).
+    Ending or cancelling it leaves the shared lock stream open."""
+
+    def __init__(self, start: Callable[[Any], Any], addr: str,
+                 on_event: Callable[[str, Any], Any]) -> None:
+        self.addr = addr
+        self._start = start                  # request -> StreamCall, or None (stream off)
+        self._on_event = on_event
+        self._mu = Mutex()
+        self._over = False
+        self.reader = start_worker(_nothing, name="lockd-keepalive-ops")
+
+    def send(self, request: Any) -> None:
+        with self._mu:
+            if self._over:
+                return
+        try:
+            call = self._start(request)
+        except RuntimeError:                 # the client is closing
+            self._finish("end", None)
+            return
+        if call is None:                     # the server does not serve the lock stream
+            self._finish("error", from_stream_error(None))
+            return
+        call.add_done_callback(self._answered)
+
+    def _answered(self, call: StreamCall) -> None:
+        fut = call.future
+        if fut.cancelled():
+            return
+        error = fut.exception()
+        if error is not None:
+            self._finish("error", error)
+            return
+        with self._mu:
+            if self._over:
+                return
+        self._on_event("ack", fut.result())
+
+    def _finish(self, kind: str, payload: Any) -> None:
+        with self._mu:
+            if self._over:
+                return
+            self._over = True
+        self._on_event(kind, payload)
+
+    def end_requests(self) -> None:
+        with self._mu:
+            self._over = True
+
+    def cancel(self) -> None:
+        self.end_requests()

@@ -33,7 +33,7 @@ from .._requests import Action, Next, Router, UnaryCall, parse_endpoints
 from .._retry import Backoff, Retry
 from .._state import ClientState
 from .._tls import resolve_tls, secure_or_insecure
-from ._opstream import OpStream, StreamCall
+from ._opstream import OpKeepalive, OpStream, StreamCall
 from ._primitives import (GRPC, Background, Cancelled, Inbox, LoopGuard, Mutex, call_result,
                           close_channel, default_clock, sleep, start_call, start_worker,
                           stop_workers)
@@ -275,7 +275,8 @@ class Transport:
 
     # ------------------------------------------------------------------ the lock stream
 
-    def _stream_op(self, addr: str, kind: str, request: Any, timeout: float) -> StreamCall | None:
+    def _stream_op(self, addr: str, kind: str, request: Any,
+                   timeout: float | None) -> StreamCall | None:
         """Send one operation on the lock stream to `addr` (opened now if there is none or
         it broke); None when lock operations go as unary calls."""
         if not self.use_stream:
@@ -316,11 +317,17 @@ class Transport:
         """Open a server stream (Watch, Observe) on `addr`; read it with `read_message`."""
         return getattr(self.stub(service, addr), method)(request)
 
-    def keepalive_stream(self, on_event: Callable[[str, Any], Any]) -> "KeepaliveStream":
-        """Open the KeepAlive stream to the leader guess. Its responses and its end reach
-        `on_event(kind, payload)`: ("ack", response), ("error", grpc.RpcError), ("end", None).
-        RuntimeError if the client is closing."""
-        return KeepaliveStream(self, self.pick(), on_event)
+    def keepalive_stream(self, on_event: Callable[[str, Any], Any]) -> Any:
+        """Open the keepalive stream to the leader guess: `keepalive` operations of the lock
+        stream to it (`OpKeepalive`), or the KeepAlive RPC when lock operations go as unary
+        calls. Its responses and its end reach `on_event(kind, payload)`: ("ack", response),
+        ("error", grpc.RpcError), ("end", None). RuntimeError if the client is closing."""
+        addr = self.pick()
+        if self.use_stream:
+            self.check_open()
+            return OpKeepalive(lambda req: self._stream_op(addr, "keepalive", req, None),
+                               addr, on_event)
+        return KeepaliveStream(self, addr, on_event)
 
 
 # The Lock RPCs that go as operations of the lock stream, and their StreamOp field.
