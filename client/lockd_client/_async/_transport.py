@@ -8,10 +8,11 @@ module only sends, awaits and sleeps.
 
 Lock operations go through `start_acquire` (one attempt of an Acquire or AcquireMany, answered
 through `result`) and `unary` (Release, withdrawals); keepalives through `keepalive_stream`.
-By default Acquire, AcquireMany and Release are operations on the lock stream of the node
-they go to (`_opstream.py`: one bidirectional stream per node, shared by every session of
-the client, opened at first use), behind the same methods and with the same retry rules;
-`stream=False` (or a server that does not serve the stream) makes each a unary call.
+By default Acquire, AcquireMany, Release and the keepalives are operations on the lock
+stream of the node they go to (`_opstream.py`: one bidirectional stream per node, shared by
+every session of the client, opened at first use), behind the same methods and with the same
+retry rules; `stream=False` (or a server that does not serve the stream) makes each a unary
+call and keepalives a KeepAlive stream.
 """
 
 from __future__ import annotations
