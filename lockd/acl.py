@@ -52,6 +52,7 @@ class Rule:
 RULES: dict[str, Rule] = {
     "/lockd.v1.Lock/OpenSession": Rule("lock"),
     "/lockd.v1.Lock/KeepAlive": Rule("lock"),          # plus session ownership (service)
+    "/lockd.v1.Lock/Stream": Rule("lock"),             # plus each operation's own rule
     "/lockd.v1.Lock/CloseSession": Rule("lock"),       # plus session ownership
     "/lockd.v1.Lock/GetSession": Rule("read"),         # plus session ownership
     "/lockd.v1.Lock/Acquire": Rule("lock", ("name",)),

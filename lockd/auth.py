@@ -17,7 +17,7 @@ import grpc
 import structlog
 
 from . import acl as A
-from .errors import ErrorCode, to_status
+from .errors import ErrorCode, LockdAbort, to_status
 from .interceptors import PerMethodInterceptor
 from .tls import identity_of
 
@@ -86,6 +86,23 @@ class AuthInterceptor(PerMethodInterceptor):
         if method in _OWNERSHIP_IN_SERVICER:
             return None
         return self._foreign_session(request, identity)
+
+    def op_denied(self, method: str, request, identity: str) -> LockdAbort | None:
+        """The ACL check of one operation of the lock stream, as its unary RPC `method` gets
+        it from this interceptor: why it is refused (PERMISSION_DENIED, or SESSION_NOT_FOUND
+        for another identity's session), or None."""
+        acl = self.acl
+        rule = A.rule_for(method)
+        if rule.permission == A.PUBLIC or (acl.allow_all and self.session_owner is None):
+            return None
+        why = acl.check(identity, rule, request)
+        if why is not None:
+            log.info("rpc_denied", rpc=method.rpartition("/")[2], identity=identity,
+                     permission=why.permission, prefix=why.prefix)
+            return LockdAbort(ErrorCode.PERMISSION_DENIED, why.message, dict(why.metadata))
+        if self._foreign_session(request, identity) is not None:
+            return LockdAbort(ErrorCode.SESSION_NOT_FOUND, "session not found (expired or closed)")
+        return None
 
     def _foreign_session(self, request, identity: str) -> grpc.Status | None:
         """SESSION_NOT_FOUND when `request.session_id` names another identity's session.

@@ -50,6 +50,10 @@ class NodeMetrics:
         self.rpc_seconds = Histogram(
             "lockd_rpc_duration_seconds", "Unary RPC latency, by method and gRPC status code.",
             ["service", "method", "code"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stream_ops = Counter(
+            "lockd_stream_ops_total", "Operations received on lock streams (Lock/Stream), by "
+            "kind; each is also timed in lockd_rpc_duration_seconds as its unary RPC.",
+            ["op"], registry=r)
         self.rpc_streams_started = Counter(
             "lockd_rpc_streams_started_total", "Streaming RPCs started (KeepAlive, Watch, ...).",
             ["service", "method"], registry=r)

@@ -63,6 +63,8 @@ log = structlog.get_logger(component="replication")
 ROLE_FOLLOWER, ROLE_CANDIDATE, ROLE_LEADER = 0, 1, 2
 
 _FAIL_NAMES = {getattr(FAIL_REASON, n): n for n in dir(FAIL_REASON) if n.isupper()}
+CORK_MAX_S = 0.002
+"""The longest overlapping `cork()` calls hold proposals back (one message's pass is far less)."""
 
 
 def repair_journal_against_dump(journal_path: str, dump_path: str) -> int:
@@ -746,6 +748,8 @@ class ReplicatedNode:
         self._syncobj: SyncObj | None = None
         self._tick_calls: collections.deque = collections.deque()   # run on the tick thread
         self._hold = False             # leadership transfer: new commands wait, the log stops growing
+        self._corks = 0                # open cork() calls: commands gather for one entry
+        self._corked_at = 0.0
         self._role = ROLE_FOLLOWER
         self._stopped = False
         # Node-local (not replicated): when this node applied each session's latest silence
@@ -940,7 +944,11 @@ class ReplicatedNode:
         return fut
 
     def _take_batch_locked(self):
-        if self._hold or not self._pending or len(self._inflight) >= self.config.max_inflight_entries:
+        if (self._hold or not self._pending
+                or len(self._inflight) >= self.config.max_inflight_entries):
+            return None
+        if (self._corks and len(self._pending) < self.config.max_batch
+                and time.monotonic() - self._corked_at < CORK_MAX_S):
             return None
         n = self.config.max_batch
         items, self._pending = self._pending[:n], self._pending[n:]
@@ -1147,6 +1155,25 @@ class ReplicatedNode:
                 out[addr] = (value == 2, int(st.get("match_idx_server_" + addr, 0) or 0),
                              float("inf") if seen is None else max(0.0, now - seen))
         return out
+
+    def cork(self) -> None:
+        """Gather the commands proposed from now until `uncork()` into one entry (the lock
+        stream corks around the operations of one client message: they run to their
+        proposals in one pass of the loop, and each message costs one entry, not one per
+        operation). Nothing waits longer than that pass: `uncork()` sends at once, as a
+        propose() would, unless every entry slot is in flight; and overlapping corks of
+        several streams hold commands back for at most CORK_MAX_S (or `max_batch` commands)."""
+        with self._plock:
+            if not self._corks:
+                self._corked_at = time.monotonic()
+            self._corks += 1
+
+    def uncork(self) -> None:
+        with self._plock:
+            self._corks -= 1
+            batch = self._take_batch_locked()
+        if batch is not None:
+            self._send(batch)
 
     def hold_proposals(self, hold: bool) -> None:
         """While held, proposed commands wait in the queue instead of becoming entries, so a

@@ -20,6 +20,7 @@ from . import commands as C
 from . import snapshot
 from .api.lock_ops import acquire_and_wait
 from .api.results import check, lock_info
+from .api.stream import serve_stream
 from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
 from .errors import ErrorCode, LockdAbort, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
@@ -250,46 +251,53 @@ class LockService(pbg.LockServicer):
         bucket = TokenBucket(rate, 2 * rate, loop.time())
         try:
             async for req in request_iterator:
-                if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
-                    raise invalid("session_ids", f"at most {MAX_KEEPALIVE_SESSIONS} per message")
                 if not bucket.take(loop.time()):
                     raise exceeded("keepalive_rate", rate, "KeepAlive messages per second on "
                                    "this stream")
-                now = node.clock.monotonic()
-                node.require_ack_allowed()
-                leases, to_clear = [], []
-                foreign = self._foreign_sessions(req.session_ids, identity) if node.mtls else ()
-                for sid in req.session_ids:
-                    if sid in foreign:   # another identity's session: as if it did not exist
-                        leases.append(pb.SessionLease(session_id=sid, expired=True))
-                        continue
-                    res = node.tracker.renew(sid, now)
-                    if res.status == RENEW_OK:
-                        renewed.add(sid)
-                        leases.append(pb.SessionLease(session_id=sid, ttl_ms=res.ttl_ms))
-                        if res.needs_clear:
-                            to_clear.append(sid)
-                    elif res.status == RENEW_NOT_FOUND:
-                        leases.append(pb.SessionLease(session_id=sid, expired=True))
-                    else:
-                        node.require_ready()
-                if to_clear:
-                    # Renewing a session whose silence a checkpoint recorded must first commit
-                    # the renewal, or a new leader could expire it too early (docs/sessions.md).
-                    self._check(await self._propose(C.ClearSilence(tuple(to_clear))))
-                    node.tracker.cleared(to_clear)
-                    node.require_ack_allowed()
-                node.keepalives += len(req.session_ids)
-                notices = node.raft.read(lambda f: f.notices_for(req.session_ids))
-                for lease in leases if notices else ():
-                    for kind, name, token in notices.get(lease.session_id, ()):
-                        lease.notices.add(kind=kind, name=name, token=token)
-                yield pb.KeepAliveResponse(seq=req.seq, leases=leases)
+                yield await self.keepalive(req, identity, renewed)
         except LockdAbort as e:
             await context.abort_with_status(to_status(e.code, e.message, e.metadata))
         finally:
             if renewed:
                 node.tracker.disconnected(sorted(renewed))
+
+    async def keepalive(self, req, identity: str, renewed: set[str]) -> pb.KeepAliveResponse:
+        """One KeepAlive message (of the KeepAlive stream or the lock stream): renew each
+        session, adding the renewed ones to `renewed` (the stream's, told to the tracker
+        when it ends)."""
+        node = self.node
+        if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
+            raise invalid("session_ids", f"at most {MAX_KEEPALIVE_SESSIONS} per message")
+        now = node.clock.monotonic()
+        node.require_ack_allowed()
+        leases, to_clear = [], []
+        foreign = self._foreign_sessions(req.session_ids, identity) if node.mtls else ()
+        for sid in req.session_ids:
+            if sid in foreign:   # another identity's session: as if it did not exist
+                leases.append(pb.SessionLease(session_id=sid, expired=True))
+                continue
+            res = node.tracker.renew(sid, now)
+            if res.status == RENEW_OK:
+                renewed.add(sid)
+                leases.append(pb.SessionLease(session_id=sid, ttl_ms=res.ttl_ms))
+                if res.needs_clear:
+                    to_clear.append(sid)
+            elif res.status == RENEW_NOT_FOUND:
+                leases.append(pb.SessionLease(session_id=sid, expired=True))
+            else:
+                node.require_ready()
+        if to_clear:
+            # Renewing a session whose silence a checkpoint recorded must first commit
+            # the renewal, or a new leader could expire it too early (docs/sessions.md).
+            self._check(await self._propose(C.ClearSilence(tuple(to_clear))))
+            node.tracker.cleared(to_clear)
+            node.require_ack_allowed()
+        node.keepalives += len(req.session_ids)
+        notices = node.raft.read(lambda f: f.notices_for(req.session_ids))
+        for lease in leases if notices else ():
+            for kind, name, token in notices.get(lease.session_id, ()):
+                lease.notices.add(kind=kind, name=name, token=token)
+        return pb.KeepAliveResponse(seq=req.seq, leases=leases)
 
     @rpc_handler
     async def GetSession(self, request, context):
@@ -306,6 +314,26 @@ class LockService(pbg.LockServicer):
 
     @rpc_handler
     async def Acquire(self, request, context):
+        return await self.acquire(request)
+
+    @rpc_handler
+    async def AcquireMany(self, request, context):
+        return await self.acquire_many(request)
+
+    @rpc_handler
+    async def Release(self, request, context):
+        return await self.release(request)
+
+    async def Stream(self, request_iterator, context):
+        """Acquire, AcquireMany, Release and KeepAlive as messages of one stream
+        (lockd/api/stream.py, docs/stream.md); each runs the method below its unary RPC runs."""
+        async for resp in serve_stream(self, request_iterator, context):
+            yield resp
+
+    # The lock operations, shared by their unary RPCs and the stream: each takes its request
+    # and returns its response or raises LockdAbort.
+
+    async def acquire(self, request) -> pb.AcquireResponse:
         sid = validate_session_id(request.session_id)
         name = validate_name(request.name)
         rid = validate_request_id(request.request_id)
@@ -337,8 +365,7 @@ class LockService(pbg.LockServicer):
             return self._granted(name, out.value["token"], out.value.get("count", 1))
         return self._granted(name, out.token)
 
-    @rpc_handler
-    async def AcquireMany(self, request, context):
+    async def acquire_many(self, request) -> pb.AcquireManyResponse:
         """All named locks in one Raft entry, or none; a blocking call waits for all together
         (parked on its first lock's grant event: every lock is granted in the same apply)."""
         sid = validate_session_id(request.session_id)
@@ -425,8 +452,7 @@ class LockService(pbg.LockServicer):
         except Exception:  # noqa: BLE001
             log.warning("abandon_failed", lock=name, session_id=short_id(sid))
 
-    @rpc_handler
-    async def Release(self, request, context):
+    async def release(self, request) -> pb.ReleaseResponse:
         sid = validate_session_id(request.session_id)
         name = validate_name(request.name)
         rid = validate_request_id(request.request_id)

@@ -254,6 +254,9 @@ def error_details(e: grpc.RpcError) -> ErrorDetails:
     `grpc_status.rpc_status.from_call`. A trailer that does not parse is ignored (the gRPC
     code alone then decides).
     """
+    pre = getattr(e, "lockd_details", None)
+    if isinstance(pre, ErrorDetails):   # an operation of the lock stream (_stream_ops.py)
+        return pre
     code = _call_attr(e, "code")
     message = str(_call_attr(e, "details") or "")
     reason: str | None = None
@@ -293,3 +296,98 @@ def from_rpc_error(e: grpc.RpcError) -> LockdError:
     Use as `raise from_rpc_error(e) from e`.
     """
     return exception_for(error_details(e))
+
+
+# ---------------------------------------------------------------- the lock stream (docs/stream.md)
+
+_CODES = {sc.value[0]: sc for sc in grpc.StatusCode}
+
+
+class StreamOpError(grpc.RpcError, grpc.Call):
+    """How one operation of the lock stream failed, shaped as the failed unary call: `code()`,
+    `details()`, and `lockd_details` (the ErrorInfo reason and metadata) that
+    `_errors.error_details` reads instead of a trailer."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, reason: str | None = None,
+                 metadata: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self._code = code
+        self._message = message
+        self.lockd_details = ErrorDetails(code, message, reason, metadata or {})
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
+
+    def trailing_metadata(self) -> tuple[Any, ...]:
+        return ()
+
+    def initial_metadata(self) -> tuple[Any, ...]:
+        return ()
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float:
+        return 0.0          # a finished call has no time left
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Callable[[], Any]) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        d = self.lockd_details
+        return f"StreamOpError({self._code.name}, reason={d.reason!r}, {self._message!r})"
+
+    __str__ = __repr__
+
+
+def from_op_error(err: Any) -> StreamOpError:
+    """The exception for a `lockd.v1.OpError` result."""
+    code = _CODES.get(err.code, grpc.StatusCode.UNKNOWN)
+    return StreamOpError(code, err.message, err.reason or None, dict(err.metadata))
+
+
+_STREAM_ENDS = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def from_stream_error(e: BaseException | None) -> StreamOpError:
+    """What each operation in flight on a stream that ended with `e` fails with: the stream's
+    own status (UNAVAILABLE when the node went away: ambiguous, retried with the same
+    request id), or UNAVAILABLE if it ended without one."""
+    if isinstance(e, grpc.RpcError):
+        d = error_details(e)
+        if d.code is grpc.StatusCode.UNIMPLEMENTED:
+            # A server without the stream: the transport falls back to unary calls, which
+            # retry these (nothing reached the server's lock code).
+            return StreamOpError(grpc.StatusCode.UNAVAILABLE,
+                                 "the server does not serve Lock.Stream; retrying as unary calls")
+        if d.code is not None and d.reason is None and d.code not in _STREAM_ENDS:
+            # gRPC's own failure of the stream ("Internal error from Core" when the server
+            # refused it while we wrote): no lock code answered, so it is retried as a lost
+            # connection is, with the same request id.
+            return StreamOpError(grpc.StatusCode.UNAVAILABLE,
+                                 f"lock stream failed: {d.code.name}: {d.message}")
+        if d.code is not None:
+            return StreamOpError(d.code, d.message or d.code.name, d.reason, d.metadata)
+    return StreamOpError(grpc.StatusCode.UNAVAILABLE, "lock stream ended"
+                         + (f": {e!r}" if e is not None else ""))
+
+
+def deadline_error(message: str) -> StreamOpError:
+    """An operation whose deadline passed on the client before its answer came."""
+    return StreamOpError(grpc.StatusCode.DEADLINE_EXCEEDED, message)
+
+
+def cancelled_error(message: str) -> StreamOpError:
+    """An operation the client cancelled (or whose stream it closed)."""
+    return StreamOpError(grpc.StatusCode.CANCELLED, message)
+
+
+def internal_error(message: str) -> StreamOpError:
+    return StreamOpError(grpc.StatusCode.INTERNAL, message)

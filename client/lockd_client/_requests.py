@@ -882,3 +882,28 @@ def proclaim_request(session_id: str, name: str, token: int,
     """One Proclaim; its request_id is kept across the retries of this call."""
     return lockd_pb2.ProclaimRequest(session_id=session_id, name=name, token=token, value=value,
                                      request_id=uuid.uuid4().hex)
+
+
+def stream_unsupported(e: BaseException | None) -> bool:
+    """True if a lock stream ended because the server does not serve it (UNIMPLEMENTED: an
+    older lockd): the client then sends lock operations as unary calls."""
+    return isinstance(e, grpc.RpcError) and error_details(e).code is grpc.StatusCode.UNIMPLEMENTED
+
+
+# The lock stream's messages (docs/stream.md).
+
+def stream_op(op_id: int, kind: str, request: Any) -> lockd_pb2.StreamOp:
+    """Operation `op_id` of a lock stream: `kind` (acquire, acquire_many, release) with its
+    unary request message."""
+    op = lockd_pb2.StreamOp(op_id=op_id)
+    getattr(op, kind).CopyFrom(request)
+    return op
+
+
+def cancel_op(op_id: int) -> lockd_pb2.StreamOp:
+    """Cancel operation `op_id` of the stream (the cancel's own op_id is unused)."""
+    return lockd_pb2.StreamOp(cancel=lockd_pb2.CancelOp(op_id=op_id))
+
+
+def stream_request(ops: list[Any]) -> lockd_pb2.StreamRequest:
+    return lockd_pb2.StreamRequest(ops=ops)

@@ -78,6 +78,7 @@ class BenchOptions:
     flood_streams: int = 16                   # flood: request loops of the flooder
     flood_nice: int = 0                       # flood: nice increment of the flooder process
     serve_args: tuple[str, ...] = ()          # --local: extra `lockd serve` flags
+    client_stream: bool = True                # lock operations on the lock stream (--unary: off)
     log: Callable[[str], None] = field(default=lambda msg: None, repr=False)
 
 
@@ -311,7 +312,7 @@ def run_workers(target: Target, opts: BenchOptions, kind: str, specs: list[dict]
             procs.append(WorkerProc(dict(spec, kind=spec.get("kind", target.worker_kind(kind)),
                                          endpoints=target.endpoints,
                                          timeout=opts.timeout, warmup=opts.warmup,
-                                         duration=opts.duration)))
+                                         duration=opts.duration, stream=opts.client_stream)))
         for p in procs:
             p.receive(deadline)            # {"ready": true}
         leader = CpuMeter(target.leader_pid())

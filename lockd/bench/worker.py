@@ -78,7 +78,8 @@ class LockWorkload:
     async def setup(self) -> None:
         import lockd_client.aio as lockd
 
-        self.client = lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"])
+        self.client = lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"],
+                                    stream=self.spec.get("stream", True))
         opened = await asyncio.gather(*(
             self.client.session(ttl=self.spec["ttl"], name=f"bench-{w}")
             for w in self.spec["workers"]))
@@ -146,7 +147,8 @@ class KeepaliveWorkload:
 
         n = self.spec["sessions"]
         n_clients = max(1, -(-n // SESSIONS_PER_CLIENT))
-        self.clients = [lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"])
+        self.clients = [lockd.connect(self.spec["endpoints"], timeout=self.spec["timeout"],
+                                    stream=self.spec.get("stream", True))
                         for _ in range(n_clients)]
         gate = asyncio.Semaphore(OPEN_CONCURRENCY)
 

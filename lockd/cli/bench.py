@@ -95,6 +95,9 @@ def _parse_worker_counts(ctx: click.Context, param: click.Parameter, value: str)
 @click.option("--serve-arg", "serve_args", multiple=True, metavar="ARG",
               help="--local: pass ARG to every node's `lockd serve` (repeatable), e.g. "
                    "--serve-arg=--max-request-rate=200.")
+@click.option("--unary", is_flag=True,
+              help="The load generator's client sends every lock operation as a unary call "
+                   "(connect(stream=False)) instead of on the lock stream (docs/stream.md).")
 @click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
               help="Runs of the whole suite; the report gives medians and spread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -105,7 +108,7 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
           workloads: tuple[str, ...], workers: tuple[int, ...], contended_workers: int,
           duration: float, warmup: float, sessions: int, session_ttl: float, ttl: float,
           failover_repeats: int, procs: int, flood_workers: int, flood_streams: int,
-          flood_nice: int, serve_args: tuple[str, ...], repeat: int, as_json: bool,
+          flood_nice: int, serve_args: tuple[str, ...], unary: bool, repeat: int, as_json: bool,
           out: str | None, compare: str | None) -> None:
     """Measure a cluster: lock throughput and latency, hand-off, keepalives, failover.
 
@@ -122,7 +125,7 @@ def bench(ctx: click.Context, endpoints: str | None, local: bool, nodes: int, fs
         duration=duration, warmup=warmup, sessions=sessions, session_ttl=session_ttl, ttl=ttl,
         failover_repeats=failover_repeats, procs=procs, repeat=repeat,
         flood_workers=flood_workers, flood_streams=flood_streams, flood_nice=flood_nice,
-        serve_args=serve_args,
+        serve_args=serve_args, client_stream=not unary,
         log=lambda msg: click.echo(f"lockd: bench: {msg}", err=True))
     if compare:
         from lockd.bench.compare import render_compare as render, run_compare as run_suite

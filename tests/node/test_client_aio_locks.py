@@ -424,7 +424,7 @@ def test_a_cancelled_acquire_whose_outcome_is_unknown_is_withdrawn_by_request_id
 
     async def body():
         async with aio.connect(lockd_node.address) as c, \
-                aio.connect(lockd_node.address) as lossy, lossy.session() as s:
+                aio.connect(lockd_node.address, stream=False) as lossy, lossy.session() as s:
             calls = _lose_acquire_answers(lossy)
             lock = s.lock("t/unknown")
             task = asyncio.create_task(lock.acquire(timeout=30))
@@ -435,6 +435,40 @@ def test_a_cancelled_acquire_whose_outcome_is_unknown_is_withdrawn_by_request_id
                 await task
             assert len(calls) == 1 and calls[0].cancelled
             await eventually(lambda: _absent(c, "t/unknown"), 5, "grant withdrawn")
+            assert not lock.locked() and (await s.info()).held == []
+
+    run(body)
+
+
+def test_a_grant_answered_on_the_stream_but_cancelled_unseen_is_released(lockd_node, monkeypatch):
+    """The lock stream: the server granted, the result was lost on the way back, the caller
+    gave up: the grant is withdrawn (the client withdraws by request id; the server also
+    releases a grant it answered before the cancel came)."""
+    from lockd_client._async import _opstream
+
+    dropped = []
+    real_resolve = _opstream.OpStream._resolve
+
+    def lose_acquire_results(self, r):
+        if r.WhichOneof("result") == "acquire":
+            dropped.append(r.op_id)      # left in flight: to the client it never came
+            return
+        real_resolve(self, r)
+
+    async def body():
+        async with aio.connect(lockd_node.address) as c, \
+                aio.connect(lockd_node.address) as lossy, lossy.session() as s:
+            monkeypatch.setattr(_opstream.OpStream, "_resolve", lose_acquire_results)
+            lock = s.lock("t/unknown-stream")
+            task = asyncio.create_task(lock.acquire(timeout=30))
+            await eventually(lambda: holders(c, "t/unknown-stream"), 10, "server granted")
+            await eventually(lambda: bool(dropped), 5, "the grant's result to arrive (lost)")
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await eventually(lambda: _absent(c, "t/unknown-stream"), 5, "grant withdrawn")
+            monkeypatch.setattr(_opstream.OpStream, "_resolve", real_resolve)
             assert not lock.locked() and (await s.info()).held == []
 
     run(body)

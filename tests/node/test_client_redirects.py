@@ -15,7 +15,7 @@ import pytest
 
 import lockd_client
 from lockd.errors import ErrorCode, to_status
-from lockd.v1 import lockd_pb2_grpc
+from lockd.v1 import lockd_pb2, lockd_pb2_grpc
 from lockd_client import SessionState
 from tests.support.ports import free_ports
 from tests.support.wait import wait_until
@@ -55,6 +55,24 @@ class Follower(lockd_pb2_grpc.LockServicer, lockd_pb2_grpc.ClusterServicer):
 
     def KeepAlive(self, request_iterator, context):
         self._refuse("KeepAlive", context)
+
+    _OPS = {"acquire": "Acquire", "acquire_many": "AcquireMany", "release": "Release",
+            "keepalive": "KeepAlive"}
+
+    def Stream(self, request_iterator, context):
+        """The lock stream: every operation refused NOT_LEADER, as its unary call would be."""
+        refused = lockd_pb2.OpError(code=grpc.StatusCode.UNAVAILABLE.value[0],
+                                    message="not the leader", reason="NOT_LEADER",
+                                    metadata={"leader": self.leader})
+        for req in request_iterator:
+            results = []
+            for op in req.ops:
+                kind = op.WhichOneof("op")
+                if kind in self._OPS:
+                    self.calls.append(self._OPS[kind])
+                    results.append(lockd_pb2.StreamResult(op_id=op.op_id, error=refused))
+            if results:
+                yield lockd_pb2.StreamResponse(results=results)
 
 
 @pytest.fixture

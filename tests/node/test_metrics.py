@@ -16,6 +16,7 @@ pytestmark = pytest.mark.timeout(90)
 
 EVERY_METRIC = [
     "lockd_rpc_duration_seconds", "lockd_rpc_streams_started", "lockd_rpc_streams_active",
+    "lockd_stream_ops",
     "lockd_acquire_wait_seconds", "lockd_lock_grants", "lockd_lock_releases",
     "lockd_sessions_opened", "lockd_sessions_closed", "lockd_session_expirations",
     "lockd_raft_batch_commands", "lockd_raft_commit_duration_seconds",
@@ -91,7 +92,10 @@ def test_metrics_endpoint_serves_every_metric_and_counts_lock_traffic(node):
     assert value(fams, "lockd_sessions") == 0
     assert value(fams, "lockd_rpc_duration_seconds", "_count", service="Lock", method="Acquire",
                  code="OK") >= 2
-    assert value(fams, "lockd_rpc_streams_started", "_total", method="KeepAlive") >= 1
+    # the client's lock operations and keepalives ride its lock stream (docs/stream.md)
+    assert value(fams, "lockd_rpc_streams_started", "_total", method="Stream") >= 1
+    assert value(fams, "lockd_stream_ops", "_total", op="keepalive") >= 1
+    assert value(fams, "lockd_stream_ops", "_total", op="acquire") >= 2
     assert value(fams, "lockd_raft_role", role="leader") == 1
     assert value(fams, "lockd_raft_role", role="follower") == 0
     assert value(fams, "lockd_leader_ready") == 1

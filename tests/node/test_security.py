@@ -527,3 +527,34 @@ def test_mtls_without_an_acl_allows_every_rpc_but_sessions_still_belong_to_their
         for ch in chans:
             ch.close()
         node.stop()
+
+
+def test_each_operation_of_the_lock_stream_gets_its_unary_rpcs_acl_check(channels):
+    """Lock.Stream: the ACL rule of each operation's unary RPC, per operation, and another
+    identity's session is as if it did not exist (docs/stream.md)."""
+    from tests.support.stream import RawStream
+
+    alice = lock_stub(channels, "alice")
+    sid = open_session(alice)
+    theirs = RawStream(channels("mallory"))
+    mine = RawStream(channels("alice"))
+    reader = RawStream(channels("bob"))          # read only: the stream itself needs `lock`
+    try:
+        def acq(op_id, name, session=sid):
+            return pb.StreamOp(op_id=op_id, acquire=pb.AcquireRequest(
+                session_id=session, name=name, request_id=uuid.uuid4().hex))
+        mine.send(acq(1, "alice/s"), acq(2, "mallory/s"))
+        assert mine.result(1).acquire.granted
+        denied = mine.result(2).error
+        assert (denied.reason, denied.metadata["prefix"]) == ("PERMISSION_DENIED", "mallory/s")
+        assert denied.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+        theirs.send(acq(1, "alice/t"))               # mallory may lock alice/, not use her session
+        assert theirs.result(1).error.reason == "SESSION_NOT_FOUND"
+        reader.send(acq(1, "alice/r", session=str(uuid.uuid4())))
+        with pytest.raises(grpc.RpcError) as ei:
+            reader.result(1)
+        assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        for s in (theirs, mine, reader):
+            s.close()
+        close(alice, sid)

@@ -24,7 +24,7 @@ __all__ = ["connect", "LockdClient", "Session", "Lock", "RLock", "RWLock", "Mult
 
 
 def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.0,
-            tls: TLSConfig | bool | None = None) -> LockdClient:
+            tls: TLSConfig | bool | None = None, stream: bool = True) -> LockdClient:
     """Connect to a lockd cluster (lazily: nothing is dialled until the first call).
 
     `endpoints` is "host:port,host:port" or a list of "host:port"; None reads the environment
@@ -33,6 +33,8 @@ def connect(endpoints: str | Sequence[str] | None = None, *, timeout: float = 5.
     (mTLS when cert and key are given), True (TLS with the system roots), False (plain text),
     or None: TLS iff LOCKD_TLS_CA / LOCKD_TLS_CERT / LOCKD_TLS_KEY are set. Use as a context
     manager or close it; an asyncio client belongs to the event loop
-    it is first used in.
+    it is first used in. `stream` (default True): acquires and releases of all the client's
+    sessions go as operations of one bidirectional stream per node (docs/stream.md); False
+    sends each as a unary call.
     """
-    return LockdClient(endpoints, timeout=timeout, tls=tls)
+    return LockdClient(endpoints, timeout=timeout, tls=tls, stream=stream)

@@ -54,9 +54,10 @@ class LockdClient:
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], Any] | None = None,
         tls: Any = None,
+        stream: bool = True,
     ) -> None:
         self._transport = Transport(endpoints, timeout=timeout, clock=clock, backoff=backoff,
-                                    random=random, sleep=sleep, tls=tls)
+                                    random=random, sleep=sleep, tls=tls, stream=stream)
         self.timeout = self._transport.timeout
         self._clock: Clock = self._transport.clock
         self._mu = Mutex()

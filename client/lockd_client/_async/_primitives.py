@@ -25,7 +25,7 @@ __all__ = [
     "LoopClock", "SessionOpener", "default_clock", "sleep", "wait_event", "cancelling",
     "start_worker", "worker_done", "join_worker", "stop_workers", "call_listener",
     "start_call", "call_result", "read_message", "close_channel", "session_opener", "pin_now",
-    "Gate", "current_owner",
+    "Gate", "current_owner", "new_future", "settle", "future_result",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -249,6 +249,41 @@ def start_call(method: Any, request: Any, timeout: float | None) -> Any:
 async def call_result(call: Any) -> Any:
     """The response of a started call (raises its grpc.RpcError)."""
     return await call
+
+
+# ---------------------------------------------------------------------- futures (the lock stream)
+
+
+def new_future() -> asyncio.Future[Any]:
+    """A future the lock stream's reader resolves (on this loop)."""
+    return asyncio.get_running_loop().create_future()
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()        # an error nobody reads (the caller left) is not logged
+
+
+def settle(fut: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> bool:
+    """Resolve `fut` with `result` or `error`; False if it was already done (or cancelled)."""
+    if fut.done():
+        return False
+    if error is not None:
+        fut.add_done_callback(_retrieved)
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+    return True
+
+
+async def future_result(fut: asyncio.Future[Any], timeout: float | None) -> Any:
+    """`fut`'s result (raises its error) once done; TimeoutError if it is not done within
+    `timeout` seconds (it stays pending). Cancelling the caller does not cancel `fut`."""
+    if not fut.done():
+        await asyncio.wait({fut}, timeout=timeout)
+        if not fut.done():
+            raise TimeoutError
+    return fut.result()
 
 
 async def read_message(call: Any) -> Any:

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import Future, InvalidStateError
 from typing import Any, Callable, TypeAlias, TypeVar, Union
 
 import grpc
@@ -27,7 +28,7 @@ __all__ = [
     "default_clock", "sleep", "wait_event", "cancelling", "start_worker", "worker_done",
     "join_worker", "stop_workers", "call_listener", "start_call", "call_result",
     "read_message", "close_channel", "SessionOpener", "session_opener", "pin_now", "Gate",
-    "current_owner",
+    "current_owner", "new_future", "settle", "future_result",
 ]
 
 log = logging.getLogger("lockd.client")
@@ -182,6 +183,32 @@ def start_call(method: Any, request: Any, timeout: float | None) -> grpc.Future[
 def call_result(call: grpc.Future[Any]) -> Any:
     """The response of a started call (raises its grpc.RpcError)."""
     return call.result()
+
+
+# ---------------------------------------------------------------------- futures (the lock stream)
+
+
+def new_future() -> Future[Any]:
+    """A future the lock stream's reader thread resolves."""
+    return Future()
+
+
+def settle(fut: Future[Any], result: Any = None, error: BaseException | None = None) -> bool:
+    """Resolve `fut` with `result` or `error`; False if it was already done (or cancelled)."""
+    try:
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
+    except InvalidStateError:
+        return False
+    return True
+
+
+def future_result(fut: Future[Any], timeout: float | None) -> Any:
+    """`fut`'s result (raises its error) once done; TimeoutError if it is not done within
+    `timeout` seconds (it stays pending)."""
+    return fut.result(timeout)
 
 
 def read_message(call: Any) -> Any:

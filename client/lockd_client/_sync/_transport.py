@@ -10,8 +10,11 @@ module only sends, awaits and sleeps.
 
 Lock operations go through `start_acquire` (one attempt of an Acquire or AcquireMany, answered
 through `result`) and `unary` (Release, withdrawals); keepalives through `keepalive_stream`.
-Today each is a gRPC call of its own; a transport that multiplexes them on one bidirectional
-stream per connection can take their place behind the same methods.
+By default Acquire, AcquireMany, Release and the keepalives are operations on the lock
+stream of the node they go to (`_opstream.py`: one bidirectional stream per node, shared by
+every session of the client, opened at first use), behind the same methods and with the same
+retry rules; `stream=False` (or a server that does not serve the stream) makes each a unary
+call and keepalives a KeepAlive stream.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from .._retry import Backoff, Retry
 from .._state import ClientState
 from .._streams import ObserveCursor, WatchCursor
 from .._tls import resolve_tls, secure_or_insecure
+from ._opstream import OpKeepalive, OpStream, StreamCall
 from ._primitives import (GRPC, Background, Cancelled, Inbox, LoopGuard, Mutex, call_result,
-                          close_channel, default_clock, sleep, start_call, start_worker)
+                          close_channel, default_clock, sleep, start_call, start_worker,
+                          stop_workers)
 
 __all__ = ["Transport", "KeepaliveStream"]
 
@@ -62,6 +67,7 @@ class Transport:
         random: Callable[[], float] | None = None,
         sleep: Callable[[float], Any] | None = None,
         tls: Any = None,
+        stream: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -78,6 +84,8 @@ class Transport:
         self._stubs: dict[tuple[str, str], Any] = {}
         self._background = Background()
         self._loop = LoopGuard()
+        self.use_stream = stream           # lock operations on the lock stream (_opstream.py)
+        self._op_streams: dict[str, OpStream] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -108,6 +116,7 @@ class Transport:
         with self._mu:
             self._channels.clear()
             self._stubs.clear()
+            self._op_streams.clear()
 
     def drain(self, deadline: float) -> None:
         """Wait (until `deadline`, at least a short grace) for background work to finish."""
@@ -118,8 +127,13 @@ class Transport:
         self.mark_closed()
         with self._mu:
             channels = list(self._channels.values())
+            streams = list(self._op_streams.values())
             self._channels.clear()
             self._stubs.clear()
+            self._op_streams.clear()
+        for st in streams:
+            st.cancel()
+        stop_workers([st.reader for st in streams])
         for ch in channels:
             close_channel(ch)
 
@@ -213,9 +227,12 @@ class Transport:
                          leader_only=leader_only)
         while True:
             addr, rpc_timeout = call.next_attempt(self.clock.monotonic())
-            stub = self.stub(service, addr)
             try:
-                return getattr(stub, method)(request, timeout=rpc_timeout)
+                kind = _STREAM_OPS.get(method) if service == "Lock" else None
+                op = self._stream_op(addr, kind, request, rpc_timeout) if kind else None
+                if op is not None:
+                    return op.result()
+                return getattr(self.stub(service, addr), method)(request, timeout=rpc_timeout)
             except grpc.RpcError as e:
                 f = call.on_error(addr, e, self.clock.monotonic())
                 if f.next is Next.REDIRECT:
@@ -246,13 +263,52 @@ class Transport:
         releases what it granted that instant), `add_done_callback(fn)`; its answer is
         `result(pending)`, which raises the call's grpc.RpcError.
         """
+        op = self._stream_op(attempt.addr, "acquire_many" if many else "acquire",
+                             attempt.request, attempt.rpc_timeout)
+        if op is not None:
+            return op
         stub = self.lock_stub(attempt.addr)
         method = stub.AcquireMany if many else stub.Acquire
         return start_call(method, attempt.request, attempt.rpc_timeout)
 
     def result(self, pending: Any) -> Any:
         """The answer of a call started by `start_acquire`."""
+        if isinstance(pending, StreamCall):
+            return pending.result()
         return call_result(pending)
+
+    # ------------------------------------------------------------------ the lock stream
+
+    def _stream_op(self, addr: str, kind: str, request: Any,
+                   timeout: float | None) -> StreamCall | None:
+        """Send one operation on the lock stream to `addr` (opened now if there is none or
+        it broke); None when lock operations go as unary calls."""
+        if not self.use_stream:
+            return None
+        self._loop.check()
+        for _ in range(2):
+            with self._mu:
+                self.check_open()
+                st = self._op_streams.get(addr)
+                if st is None or st.broken:
+                    st = OpStream(self.lock_stub(addr), addr, self.clock.monotonic,
+                                  self._stream_ended)
+                    self._op_streams[addr] = st
+            op = st.start(kind, request, timeout)
+            if op is not None:
+                return op
+        return None   # streams to `addr` end as soon as they open: this call goes unary
+
+    def _stream_ended(self, st: OpStream, error: BaseException | None) -> None:
+        """A lock stream ended: forget it; a server that does not serve the stream turns
+        it off for this client (lock operations go as unary calls from now on)."""
+        with self._mu:
+            if self._op_streams.get(st.addr) is st:
+                del self._op_streams[st.addr]
+        if rq.stream_unsupported(error):
+            if self.use_stream:
+                log.info("lock_stream_unimplemented addr=%s: using unary calls", st.addr)
+            self.use_stream = False
 
     def stream_cursor(self, cls: type[_C], target: str, *, after_revision: int,
                       reconnect_timeout: float) -> _C:
@@ -265,11 +321,21 @@ class Transport:
         """Open a server stream (Watch, Observe) on `addr`; read it with `read_message`."""
         return getattr(self.stub(service, addr), method)(request)
 
-    def keepalive_stream(self, on_event: Callable[[str, Any], Any]) -> "KeepaliveStream":
-        """Open the KeepAlive stream to the leader guess. Its responses and its end reach
-        `on_event(kind, payload)`: ("ack", response), ("error", grpc.RpcError), ("end", None).
-        RuntimeError if the client is closing."""
-        return KeepaliveStream(self, self.pick(), on_event)
+    def keepalive_stream(self, on_event: Callable[[str, Any], Any]) -> Any:
+        """Open the keepalive stream to the leader guess: `keepalive` operations of the lock
+        stream to it (`OpKeepalive`), or the KeepAlive RPC when lock operations go as unary
+        calls. Its responses and its end reach `on_event(kind, payload)`: ("ack", response),
+        ("error", grpc.RpcError), ("end", None). RuntimeError if the client is closing."""
+        addr = self.pick()
+        if self.use_stream:
+            self.check_open()
+            return OpKeepalive(lambda req: self._stream_op(addr, "keepalive", req, None),
+                               addr, on_event)
+        return KeepaliveStream(self, addr, on_event)
+
+
+# The Lock RPCs that go as operations of the lock stream, and their StreamOp field.
+_STREAM_OPS = {"Acquire": "acquire", "AcquireMany": "acquire_many", "Release": "release"}
 
 
 def _default_sleep(delay: float) -> None:

@@ -952,6 +952,223 @@ class ListLocksResponse(_message.Message):
 Global___ListLocksResponse: _TypeAlias = ListLocksResponse  # noqa: Y015
 
 @_typing.final
+class StreamOp(_message.Message):
+    """---------------------------------------------------------------- the lock stream (docs/stream.md)
+
+    One bidirectional stream per client connection carries the lock operations of all its
+    sessions. A client message holds one or more operations, each with an op_id the client
+    chose (unique among its operations in flight on this stream); a server message holds one
+    or more results, each naming the op_id it answers. Every operation gets exactly one result
+    (a cancel gets none), in no particular order. Each runs the same server code as its unary
+    RPC and ends as that RPC would: its response, or the error it would have returned.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OP_ID_FIELD_NUMBER: _builtins.int
+    ACQUIRE_FIELD_NUMBER: _builtins.int
+    ACQUIRE_MANY_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    KEEPALIVE_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    op_id: _builtins.int
+    @_builtins.property
+    def acquire(self) -> Global___AcquireRequest:
+        """blocking (wait_ms > 0) or try"""
+
+    @_builtins.property
+    def acquire_many(self) -> Global___AcquireManyRequest: ...
+    @_builtins.property
+    def release(self) -> Global___ReleaseRequest:
+        """by token, or withdrawal by acquire_request_id"""
+
+    @_builtins.property
+    def keepalive(self) -> Global___KeepAliveRequest: ...
+    @_builtins.property
+    def cancel(self) -> Global___CancelOp:
+        """as cancelling that operation's unary call"""
+
+    def __init__(
+        self,
+        *,
+        op_id: _builtins.int = ...,
+        acquire: Global___AcquireRequest | None = ...,
+        acquire_many: Global___AcquireManyRequest | None = ...,
+        release: Global___ReleaseRequest | None = ...,
+        keepalive: Global___KeepAliveRequest | None = ...,
+        cancel: Global___CancelOp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "acquire_many", b"acquire_many", "cancel", b"cancel", "keepalive", b"keepalive", "op", b"op", "release", b"release"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "acquire_many", b"acquire_many", "cancel", b"cancel", "keepalive", b"keepalive", "op", b"op", "op_id", b"op_id", "release", b"release"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["acquire", "acquire_many", "release", "keepalive", "cancel"]  # noqa: Y015
+    _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
+
+Global___StreamOp: _TypeAlias = StreamOp  # noqa: Y015
+
+@_typing.final
+class CancelOp(_message.Message):
+    """Cancel the operation `op_id` of this stream: a waiting acquire leaves its queue; a grant
+    answered just before the cancel arrived is released. The cancelled operation still gets
+    its result (CANCELLED, or what it ended with first).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OP_ID_FIELD_NUMBER: _builtins.int
+    op_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        op_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["op_id", b"op_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelOp: _TypeAlias = CancelOp  # noqa: Y015
+
+@_typing.final
+class StreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ops(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamOp]: ...
+    def __init__(
+        self,
+        *,
+        ops: _abc.Iterable[Global___StreamOp] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ops", b"ops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamRequest: _TypeAlias = StreamRequest  # noqa: Y015
+
+@_typing.final
+class OpError(_message.Message):
+    """The error an operation ended with: what its unary RPC would have returned as a status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """gRPC status code number (14 = UNAVAILABLE, ...)"""
+    message: _builtins.str
+    reason: _builtins.str
+    """the ErrorInfo reason (lockd's ErrorCode name)"""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """the ErrorInfo metadata (leader, field, limit...)"""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OpError: _TypeAlias = OpError  # noqa: Y015
+
+@_typing.final
+class StreamResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OP_ID_FIELD_NUMBER: _builtins.int
+    ACQUIRE_FIELD_NUMBER: _builtins.int
+    ACQUIRE_MANY_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    KEEPALIVE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    op_id: _builtins.int
+    @_builtins.property
+    def acquire(self) -> Global___AcquireResponse: ...
+    @_builtins.property
+    def acquire_many(self) -> Global___AcquireManyResponse: ...
+    @_builtins.property
+    def release(self) -> Global___ReleaseResponse: ...
+    @_builtins.property
+    def keepalive(self) -> Global___KeepAliveResponse: ...
+    @_builtins.property
+    def error(self) -> Global___OpError: ...
+    def __init__(
+        self,
+        *,
+        op_id: _builtins.int = ...,
+        acquire: Global___AcquireResponse | None = ...,
+        acquire_many: Global___AcquireManyResponse | None = ...,
+        release: Global___ReleaseResponse | None = ...,
+        keepalive: Global___KeepAliveResponse | None = ...,
+        error: Global___OpError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "acquire_many", b"acquire_many", "error", b"error", "keepalive", b"keepalive", "release", b"release", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquire", b"acquire", "acquire_many", b"acquire_many", "error", b"error", "keepalive", b"keepalive", "op_id", b"op_id", "release", b"release", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["acquire", "acquire_many", "release", "keepalive", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___StreamResult: _TypeAlias = StreamResult  # noqa: Y015
+
+@_typing.final
+class StreamResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___StreamResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___StreamResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamResponse: _TypeAlias = StreamResponse  # noqa: Y015
+
+@_typing.final
 class Event(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -89,6 +89,11 @@ class LockStub:
                 request_serializer=lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
                 response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
                 _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/lockd.v1.Lock/Stream',
+                request_serializer=lockd__client_dot_v1_dot_lockd__pb2.StreamRequest.SerializeToString,
+                response_deserializer=lockd__client_dot_v1_dot_lockd__pb2.StreamResponse.FromString,
+                _registered_method=True)
 
 
 class LockServicer:
@@ -161,6 +166,13 @@ class LockServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stream(self, request_iterator, context):
+        """Acquire, AcquireMany, Release and KeepAlive as messages on one stream (see StreamOp).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LockServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -218,6 +230,11 @@ def add_LockServicer_to_server(servicer, server):
                     servicer.Watch,
                     request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.FromString,
                     response_serializer=lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=lockd__client_dot_v1_dot_lockd__pb2.StreamRequest.FromString,
+                    response_serializer=lockd__client_dot_v1_dot_lockd__pb2.StreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -517,6 +534,33 @@ class Lock:
             '/lockd.v1.Lock/Watch',
             lockd__client_dot_v1_dot_lockd__pb2.WatchRequest.SerializeToString,
             lockd__client_dot_v1_dot_lockd__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/lockd.v1.Lock/Stream',
+            lockd__client_dot_v1_dot_lockd__pb2.StreamRequest.SerializeToString,
+            lockd__client_dot_v1_dot_lockd__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class LockStub:
     GetSession: _grpc.UnaryUnaryMultiCallable[_lockd_pb2.GetSessionRequest, _lockd_pb2.GetSessionResponse]
     Watch: _grpc.UnaryStreamMultiCallable[_lockd_pb2.WatchRequest, _lockd_pb2.WatchResponse]
     """Stream lock events with revision > after_revision (docs/watch.md). Served by the leader."""
+    Stream: _grpc.StreamStreamMultiCallable[_lockd_pb2.StreamRequest, _lockd_pb2.StreamResponse]
+    """Acquire, AcquireMany, Release and KeepAlive as messages on one stream (see StreamOp)."""
 
 @_typing.type_check_only
 class LockAsyncStub(LockStub):
@@ -62,6 +64,8 @@ class LockAsyncStub(LockStub):
     GetSession: _aio.UnaryUnaryMultiCallable[_lockd_pb2.GetSessionRequest, _lockd_pb2.GetSessionResponse]  # type: ignore[assignment]
     Watch: _aio.UnaryStreamMultiCallable[_lockd_pb2.WatchRequest, _lockd_pb2.WatchResponse]  # type: ignore[assignment]
     """Stream lock events with revision > after_revision (docs/watch.md). Served by the leader."""
+    Stream: _aio.StreamStreamMultiCallable[_lockd_pb2.StreamRequest, _lockd_pb2.StreamResponse]  # type: ignore[assignment]
+    """Acquire, AcquireMany, Release and KeepAlive as messages on one stream (see StreamOp)."""
 
 class LockServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -141,6 +145,14 @@ class LockServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_lockd_pb2.WatchResponse], _abc.AsyncIterator[_lockd_pb2.WatchResponse]]:
         """Stream lock events with revision > after_revision (docs/watch.md). Served by the leader."""
+
+    @_abc_1.abstractmethod
+    def Stream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_lockd_pb2.StreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_lockd_pb2.StreamResponse], _abc.AsyncIterator[_lockd_pb2.StreamResponse]]:
+        """Acquire, AcquireMany, Release and KeepAlive as messages on one stream (see StreamOp)."""
 
 def add_LockServicer_to_server(servicer: LockServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 
