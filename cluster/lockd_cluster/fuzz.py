@@ -150,9 +150,10 @@ def _strategies(live_ids: list[str]):
             return st.booleans()
         if t in ints:
             return ints[t]
-        if t == D.FieldDescriptor.TYPE_MESSAGE and depth < 2:
+        if t == D.FieldDescriptor.TYPE_MESSAGE and depth < 3:
+            # Depth 3: a Stream request's operation holds an AcquireMany with its lock items.
             return message(fd.message_type, depth + 1)
-        return st.nothing()
+        return None      # nested too deep (or a type without a strategy): left unset
 
     def message(desc, depth=0):
         from google.protobuf import message_factory
@@ -160,6 +161,8 @@ def _strategies(live_ids: list[str]):
         parts = {}
         for fd in desc.fields:
             v = value(fd, depth)
+            if v is None:
+                continue
             if fd.is_repeated:
                 parts[fd.name] = st.one_of(st.lists(v, max_size=3), st.lists(v, min_size=65,
                                                                               max_size=70))
