@@ -22,9 +22,7 @@ PKG = pathlib.Path(lockd.__file__).parent
 # node (issue 14); until then they may exist only under TYPE_CHECKING. Delete an entry when
 # its import goes (the test below says so).
 KNOWN_TYPE_ONLY_EDGES = {
-    ("lockd.election", "lockd.server"),
     ("lockd.membership", "lockd.server"),
-    ("lockd.service", "lockd.server"),
 }
 
 
@@ -128,7 +126,7 @@ def test_the_graph_sees_function_level_relative_and_type_only_imports():
     assert "lockd.server" in graph["lockd.cli.serve"]            # inside `serve()`
     assert "lockd.replication" in graph["lockd.server"]          # `from .replication import`
     assert "lockd.cli.serve" in graph["lockd.cli.main"]          # `from lockd.cli import serve`
-    assert ("lockd.service", "lockd.server") in type_only
+    assert ("lockd.snapshot", "lockd.replication") in type_only
     assert ("lockd.server", "lockd.replication") not in type_only
 
 
