@@ -21,6 +21,7 @@ import structlog
 
 from . import commands as C
 from . import snapshot
+from .snapshot import SnapshotSource
 from .api.lock_ops import (
     acquire_and_wait,
     check_acquire_limits,
@@ -38,6 +39,8 @@ from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .limits import TokenBucket, exceeded
 from .logconfig import short_id
+from .membership import Membership
+from .replication import ReplicatedNode
 from .sessions import RENEW_NOT_FOUND, RENEW_OK, SessionTracker
 from .tls import identity_of, peer_channel
 from .v1 import lockd_pb2 as pb
@@ -453,10 +456,27 @@ class LockService(pbg.LockServicer):
 _ROLES = {0: pb.ROLE_FOLLOWER, 1: pb.ROLE_CANDIDATE, 2: pb.ROLE_LEADER}
 
 
+class ClusterPort(SnapshotSource, Protocol):
+    """What the Cluster servicer needs from its node (`lockd.server.LockdNode` provides it):
+    the Raft adapter's status (`raw_status`, `leader_id`, `member_ids`; SaveSnapshot's
+    barrier), the membership rules, the recorded members and counts (named FSM views)."""
+
+    config: NodeConfig
+    raft: ReplicatedNode
+    membership: Membership
+    tls_files: Any                  # lockd.tls.TLSFiles for peer channels, or None
+
+    def is_ready_leader(self) -> bool: ...
+
+    def cluster_members(self) -> list[str]: ...
+
+    def view(self, name: str, *args: Any) -> Any: ...
+
+
 class ClusterService(pbg.ClusterServicer):
     """The `lockd.v1.Cluster` service: Status, and membership changes (delegated)."""
 
-    def __init__(self, node: "LockdNode"):
+    def __init__(self, node: ClusterPort):
         self.node = node
 
     def _local(self) -> pb.Member:
@@ -475,8 +495,7 @@ class ClusterService(pbg.ClusterServicer):
     async def Status(self, request, context):
         node = self.node
         me = self._local()
-        members_map, counts = node.raft.read(lambda f: (
-            dict(f.members), (len(f.sessions), len(f.locks), f.waiter_count(), f.next_token, f.revision)))
+        members_map, counts = node.view("members_map"), node.view("counts")
         leader = node.raft.leader_id() or ""
         members = [me]
         if not request.local_only:
