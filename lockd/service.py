@@ -29,7 +29,7 @@ from .api.lock_ops import (
     too_big,
     withdraw,
 )
-from .api.ports import ServicerPort
+from .api.ports import ServicerPort, StateReader
 from .api.results import check, lock_info
 from .api.stream import serve_stream
 from .clock import Clock
@@ -122,7 +122,7 @@ class LockPort(ServicerPort, Protocol):
     clock: Clock                    # the monotonic clock the tracker runs on
     keepalives: int                 # keepalive renewals served (a metric)
     watch_hub: WatchHub             # with `raft` and `is_ready_leader`: lockd.watch.WatchSource
-    raft: Any
+    raft: StateReader               # the FSM under its lock (lockd.watch.follow reads it)
 
     def not_leader_error(self) -> LockdAbort:
         """NOT_LEADER naming the leader (UNAVAILABLE while this leader's epoch starts)."""
