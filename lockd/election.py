@@ -4,23 +4,26 @@ An election NAME is the exclusive lock NAME (docs/election.md): Campaign is a bl
 exclusive Acquire carrying the candidate's value, the leader is the lock's holder, the
 leadership term is the grant's fencing token, Proclaim is the replicated `Proclaim` command
 (only the holder's session with its token), Resign is Release, and Observe follows the FSM's
-retained event window (lockd/watch.py). Validation, the wait (lockd/api/lock_ops.py) and error
-mapping are the Lock service's, so a bad field is INVALID_ARGUMENT naming it, exactly as for
-locks.
+retained event window (lockd/watch.py). Validation, the limits, the wait
+(lockd/api/lock_ops.py) and error mapping (lockd/api/results.py) are the Lock service's
+shared functions, so a bad field is INVALID_ARGUMENT naming it, exactly as for locks.
+
+Typed against the Lock servicer's port (`lockd.service.LockPort`), not the node; unit-tested
+against a fake port over a real state machine (tests/unit/test_election_service.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import commands as C
+from .api.lock_ops import acquire_and_wait, check_acquire_limits, timed_out
+from .api.results import check
 from .config import MAX_WAIT_MS
 from .errors import invalid
-from .api.lock_ops import acquire_and_wait
 from .fsm import EV_ACQUIRED, EV_VALUE_CHANGED, MAX_LOCK_DELAY_MS
 from .interceptors import rpc_handler
 from .service import (
-    LockService,
+    LockPort,
+    read_view,
     validate_name,
     validate_request_id,
     validate_session_id,
@@ -29,9 +32,6 @@ from .service import (
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
 from .watch import follow
-
-if TYPE_CHECKING:
-    from .server import LockdNode
 
 
 def _leader_of(view: dict | None, name: str, revision: int) -> pb.LeaderInfo | None:
@@ -44,18 +44,18 @@ def _leader_of(view: dict | None, name: str, revision: int) -> pb.LeaderInfo | N
 
 
 class ElectionService(pbg.ElectionServicer):
-    """The `lockd.v1.Election` service, on top of the Lock service's handlers."""
+    """The `lockd.v1.Election` service: lock operations through the Lock servicer's port."""
 
-    def __init__(self, node: "LockdNode", locks: LockService):
-        self.node = node
-        self.locks = locks
+    def __init__(self, port: LockPort):
+        self.port = port
 
     def _check_value(self, value: bytes) -> None:
         """The value size limit, answered exactly as Acquire answers it (field "value")."""
-        validate_value(value, self.node.config.limits)
+        validate_value(value, self.port.config.limits)
 
     def _leader_now(self, name: str) -> pb.LeaderInfo | None:
-        return self.node.raft.read(lambda f: _leader_of(f.lock_view(name), name, f.revision))
+        view, rev = self.port.view("lock_at_revision", name)
+        return _leader_of(view, name, rev)
 
     @rpc_handler
     async def Campaign(self, request, context):
@@ -67,16 +67,17 @@ class ElectionService(pbg.ElectionServicer):
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
-        self.node.require_ready()
-        self.locks._check_acquire_limits(sid, [name], True)
+        port = self.port
+        port.require_ready()
+        check_acquire_limits(port, port.config.limits, sid, [name], True)
         # A campaign is a blocking exclusive Acquire carrying the candidate's value.
         cmd = C.Acquire(sid, name, rid, C.EXCLUSIVE, 1, True, bytes(request.value), False, "",
                         request.lock_delay_ms)
-        out = await acquire_and_wait(self.locks, cmd, sid, name, rid,
+        out = await acquire_and_wait(port, cmd, sid, name, rid,
                                      request.wait_ms or MAX_WAIT_MS,
-                                     lambda: self.locks._timed_out(name))
+                                     lambda: timed_out(port, name))
         if not out.granted:    # a blocking Acquire queues or is granted; never busy
-            raise self.locks._timed_out(name)
+            raise timed_out(port, name)
         token = out.value["token"] if out.value is not None else out.token
         leader = self._leader_now(name)
         if leader is None or leader.token != token:
@@ -91,9 +92,9 @@ class ElectionService(pbg.ElectionServicer):
         if request.token == 0:
             raise invalid("token", "required: the leadership term (token) being proclaimed in")
         self._check_value(request.value)
-        self.node.require_ready()
-        r = await self.locks._propose(C.Proclaim(sid, name, request.token, bytes(request.value), rid))
-        self.locks._check(r)
+        self.port.require_ready()
+        check(await self.port.propose(C.Proclaim(sid, name, request.token, bytes(request.value),
+                                                 rid)))
         leader = self._leader_now(name)
         if leader is None or leader.token != request.token:
             leader = pb.LeaderInfo(name=name, token=request.token, value=request.value)
@@ -102,9 +103,8 @@ class ElectionService(pbg.ElectionServicer):
     @rpc_handler
     async def Leader(self, request, context):
         name = validate_name(request.name)
-        await self.locks._linearize(request.stale_ok)
-        rev = self.node.raft.read(lambda f: f.revision)
-        leader = self._leader_now(name)
+        view, rev = await read_view(self.port, request.stale_ok, "lock_at_revision", name)
+        leader = _leader_of(view, name, rev)
         if leader is None:
             return pb.LeaderResponse(has_leader=False, revision=rev)
         return pb.LeaderResponse(has_leader=True, leader=leader, revision=leader.revision)
@@ -120,14 +120,14 @@ class ElectionService(pbg.ElectionServicer):
             return f.events_after(last, name=name)
 
         if not resume:
-            after = self.node.raft.read(lambda f: f.revision)
-        async for recs, rev, compacted in follow(self.node, after, select, compacted_ok=True):
+            after = self.port.view("current_revision")
+        async for recs, rev, compacted in follow(self.port, after, select, compacted_ok=True):
             if not resume or compacted:
                 # First message of a fresh observe, or a resume from a revision no longer
                 # retained: say who leads now (the client drops a repeat of what it saw).
                 resume = True
-                leader = self.node.raft.read(
-                    lambda f: _leader_of(f.lock_view(name), name, min(rev, f.revision)))
+                view, now = self.port.view("lock_at_revision", name)
+                leader = _leader_of(view, name, min(rev, now))
                 if leader is not None:
                     yield pb.ObserveResponse(leader=leader)
                 continue
@@ -138,14 +138,12 @@ class ElectionService(pbg.ElectionServicer):
 
     @rpc_handler
     async def Resign(self, request, context):
-        validate_session_id(request.session_id)
-        validate_name(request.name)
-        validate_request_id(request.request_id)
+        """Release of the leadership grant, answered as Release answers it."""
+        sid = validate_session_id(request.session_id)
+        name = validate_name(request.name)
+        rid = validate_request_id(request.request_id)
         if request.token == 0:
             raise invalid("token", "required: the leadership term (token) being resigned")
-        rel = pb.ReleaseRequest(session_id=request.session_id, name=request.name,
-                                token=request.token, request_id=request.request_id)
-        resp = await self.locks.Release(rel, context)
-        if resp is None:
-            return None
+        self.port.require_ready()
+        check(await self.port.propose(C.Release(sid, name, request.token, rid)))
         return pb.ResignResponse()

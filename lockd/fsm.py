@@ -997,6 +997,64 @@ class LockStateMachine:
         lk = self.locks.get(name)
         return [h.token for h in lk.holders.values()] if lk is not None else []
 
+    # Named views the servicers read through their port (lockd/api/ports.py): plain data.
+
+    def current_revision(self) -> int:
+        return self.revision
+
+    def lock_at_revision(self, name: str) -> tuple[dict | None, int]:
+        """(lock_view(name), revision), read together."""
+        return self.lock_view(name), self.revision
+
+    def locks_page(self, prefix: str, after: str, size: int) -> tuple[list[dict], bool, int]:
+        """(views of up to `size` locks after `after` with `prefix`, more follow, revision)."""
+        names = self.list_lock_names(prefix, after, size + 1)
+        views = [v for v in (self.lock_view(n) for n in names[:size]) if v is not None]
+        return views, len(names) > size, self.revision
+
+    def session_counts(self, sid: str, identity: str) -> tuple[int, int] | None:
+        """(open sessions, open sessions of `identity` (0 without one)), or None if `sid`
+        is open already (a retry)."""
+        if sid in self.sessions:
+            return None
+        mine = (sum(1 for s in self.sessions.values() if s.identity == identity)
+                if identity else 0)
+        return len(self.sessions), mine
+
+    def acquire_load(self, sid: str, names: list[str]) -> tuple[int, int, int, int] | None:
+        """For the limits of an acquire of `names` by `sid`: (locks held plus waited for,
+        waits, names new to the session, the most waiters of a new name's lock); None for
+        an unknown session."""
+        s = self.sessions.get(sid)
+        if s is None:
+            return None
+        new = [n for n in names if n not in s.held and n not in s.waits]
+        waiters = max((len(self.locks[n].waiters) for n in new if n in self.locks), default=0)
+        return len(s.held) + len(s.waits), len(s.waits), len(new), waiters
+
+    def foreign_sessions(self, sids, identity: str) -> list[str]:
+        """The ids among `sids` that exist but belong to another identity, in `sids` order."""
+        out = []
+        for sid in sids:
+            s = self.sessions.get(sid)
+            if s is not None and s.identity != identity:
+                out.append(sid)
+        return out
+
+    def session_identity(self, sid: str) -> str | None:
+        """The identity that opened session `sid`, or None if there is no such session."""
+        s = self.sessions.get(sid)
+        return s.identity if s is not None else None
+
+    def members_map(self) -> dict[str, str]:
+        """Raft address -> gRPC address of every member the log has recorded."""
+        return dict(self.members)
+
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """(sessions, locks, waiters, next token, revision): Status's figures."""
+        return (len(self.sessions), len(self.locks), self.waiter_count(), self.next_token,
+                self.revision)
+
     # ------------------------------------------------------------ snapshots
 
     def to_snapshot(self) -> dict:

@@ -16,20 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 import structlog
 
 from . import commands as C
-from .config import ConfigError, split_hostport
+from .config import ConfigError, NodeConfig, split_hostport
 from .errors import ErrorCode, LockdAbort, invalid
 from .tls import peer_channel
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
 
+
 if TYPE_CHECKING:
-    from .server import LockdNode
+    from .replication import ReplicatedNode
 
 log = structlog.get_logger(component="membership")
 
@@ -40,6 +41,19 @@ CHANGE_TIMEOUT_S = 5.0          # for pysyncobj to apply one configuration entry
 WATCH_PERIOD_S = 1.0            # how often a node that lost its leader asks if it was removed
 REMOVED_STRIKES = 2             # consecutive "not a member" answers before a node stops
 FRESH_S = 1.0                   # a member the leader heard from this recently counts as up
+
+
+class MembershipNode(Protocol):
+    """What `Membership` needs from its node (lockd.server.LockdNode provides it): the Raft
+    adapter's membership calls, the recorded members (a named FSM view), the config."""
+
+    config: NodeConfig
+    raft: ReplicatedNode             # member_ids, peer_progress, change_membership, transfer
+    tls_files: Any                   # lockd.tls.TLSFiles for peer channels, or None
+
+    def require_ready(self) -> None: ...
+
+    def view(self, name: str, *args: Any) -> Any: ...
 
 
 def majority(n: int) -> int:
@@ -95,7 +109,7 @@ def _address(value: str, field: str) -> str:
 class Membership:
     """One per node: serialises membership changes and runs them (leader side)."""
 
-    def __init__(self, node: "LockdNode") -> None:
+    def __init__(self, node: MembershipNode) -> None:
         self.node = node
         self._lock = asyncio.Lock()
         self.in_flight = ""            # what the current change is, for MEMBERSHIP_BUSY
@@ -122,7 +136,7 @@ class Membership:
         value = _address(value, field)
         if value in self.node.raft.member_ids():
             return value
-        by_grpc = self.node.raft.read(lambda f: [r for r, g in f.members.items() if g == value])
+        by_grpc = [r for r, g in self.node.view("members_map").items() if g == value]
         members = set(self.node.raft.member_ids())
         for r in by_grpc:
             if r in members:
@@ -136,7 +150,7 @@ class Membership:
         address; None if no member ever had it. The replicated state keeps every member's gRPC
         address after it leaves, on every node, so a new leader knows too."""
         members = set(self.node.raft.member_ids())
-        known = self.node.raft.read(lambda f: dict(f.members))
+        known = self.node.view("members_map")
         if value in known:
             return None if value in members else value
         former = [r for r, g in known.items() if g == value and r not in members]
@@ -154,7 +168,7 @@ class Membership:
         me = self.node.config.raft_address
         fresh = [addr for addr, (connected, _match, age) in self.node.raft.peer_progress().items()
                  if connected and age < FRESH_S]
-        grpc_of = self.node.raft.read(lambda f: dict(f.members))
+        grpc_of = self.node.view("members_map")
         answers = await asyncio.gather(*(self._probe(grpc_of.get(a, "")) for a in fresh))
         return {me, *(a for a, resp in zip(fresh, answers)
                       if resp is not None and resp.self_id == a)}
@@ -192,7 +206,7 @@ class Membership:
         if not grpc_addr:
             return None
         try:
-            async with peer_channel(getattr(self.node, "tls_files", None), grpc_addr) as ch:
+            async with peer_channel(self.node.tls_files, grpc_addr) as ch:
                 return await pbg.ClusterStub(ch).Status(pb.StatusRequest(local_only=True),
                                                         timeout=1.0)
         except grpc.aio.AioRpcError:
@@ -211,7 +225,7 @@ class Membership:
         raft = self.node.raft
         async with self._one_change(f"add {raft_addr}"):
             members = raft.member_ids()
-            known = raft.read(lambda f: dict(f.members))
+            known = self.node.view("members_map")
             if raft_addr in members:
                 if known.get(raft_addr, grpc_addr) != grpc_addr:
                     raise LockdAbort(ErrorCode.MEMBER_EXISTS,
@@ -311,12 +325,12 @@ class Membership:
             log.info("member_remove_started", member=target, transfer_first=True)
             new_leader = await self._transfer(None, timeout)
         # No longer the leader: the new one removes us. Forward, and relay its answer.
-        grpc_addr = raft.read(lambda f: f.members.get(new_leader, ""))
+        grpc_addr = self.node.view("members_map").get(new_leader, "")
         deadline = time.monotonic() + timeout
         req = pb.RemoveMemberRequest(id=me, timeout_ms=request.timeout_ms)
         while True:
             try:
-                async with peer_channel(getattr(self.node, "tls_files", None), grpc_addr) as ch:
+                async with peer_channel(self.node.tls_files, grpc_addr) as ch:
                     resp = await pbg.ClusterStub(ch).RemoveMember(
                         req, timeout=max(0.5, deadline - time.monotonic()))
                 resp.leadership_transferred = True
@@ -342,7 +356,7 @@ class Membership:
         return self._leader_response(new_leader, me)
 
     def _leader_response(self, leader: str, previous: str) -> pb.TransferLeadershipResponse:
-        grpc_addr = self.node.raft.read(lambda f: f.members.get(leader, ""))
+        grpc_addr = self.node.view("members_map").get(leader, "")
         return pb.TransferLeadershipResponse(leader_id=leader, leader_grpc_address=grpc_addr,
                                              previous_leader_id=previous)
 
@@ -410,7 +424,7 @@ class Membership:
         """
         raft = self.node.raft
         me = self.node.config.raft_address
-        joined = not self.node.config.join or raft.read(lambda f: me in f.members)
+        joined = not self.node.config.join or me in self.node.view("members_map")
         if not joined:
             log.info("waiting_to_be_added", node=me, peers=list(self.node.config.peers),
                      hint=f"run `lockd members add {me} --grpc {self.node.config.advertised_grpc}`")
@@ -427,7 +441,7 @@ class Membership:
                 # The state machine may only now have replayed the journal: a node that was a
                 # member before (e.g. removed, then started again with --join) finds itself
                 # in it and goes on to ask whether it is still a member.
-                joined = raft.read(lambda f: me in f.members)
+                joined = me in self.node.view("members_map")
                 if not joined:
                     continue
             verdict, answered_by = await self._am_i_member()
@@ -444,7 +458,7 @@ class Membership:
 
     async def _am_i_member(self) -> tuple[bool | None, str]:
         me = self.node.config.raft_address
-        peers = self.node.raft.read(lambda f: [g for r, g in f.members.items() if r != me and g])
+        peers = [g for r, g in self.node.view("members_map").items() if r != me and g]
         answers = await asyncio.gather(*(self._probe(g) for g in sorted(set(peers))))
         best = None
         for resp in answers:

@@ -122,7 +122,7 @@ class LockdNode:
             interceptors=[MetricsInterceptor(self.metrics), self.rate_limit, self.auth])
         lock_service = self.lock_service = LockService(self)
         lockd_pb2_grpc.add_LockServicer_to_server(lock_service, self.server)
-        lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self, lock_service), self.server)
+        lockd_pb2_grpc.add_ElectionServicer_to_server(ElectionService(self), self.server)
         lockd_pb2_grpc.add_ClusterServicer_to_server(ClusterService(self), self.server)
         lockd_pb2_grpc.add_AdminServicer_to_server(AdminService(self), self.server)
         self.health = HealthServicer()
@@ -184,7 +184,7 @@ class LockdNode:
 
     def _session_owner(self, sid: str) -> str | None:
         """The identity that opened session `sid`, or None if there is no such session."""
-        return self.raft.read(lambda f: getattr(f.sessions.get(sid), "identity", None))
+        return self.view("session_identity", sid)
 
     def reload_acl(self) -> None:
         """SIGHUP: re-read --acl-file; a bad file is logged and the old ACL stays in force."""

@@ -1,7 +1,10 @@
 """gRPC servicers: validate → build command → propose → map the result. No business rules.
 
 Every handler is a coroutine on the node's event loop; a waiting Acquire parks a future in
-`Waiters` and holds no thread. Writes and linearizable reads are served by a *ready* leader
+`Waiters` and holds no thread. The servicers are typed against narrow ports (`LockPort`,
+`ClusterPort` below; `lockd.api.ports.ServicerPort`), which `lockd.server.LockdNode` provides,
+and read the FSM only through its named views; tests/unit/test_lock_service.py runs the Lock
+servicer against a fake port over a real state machine. Writes and linearizable reads are served by a *ready* leader
 (one whose BeginEpoch has applied); other nodes answer UNAVAILABLE + reason NOT_LEADER with
 the leader's gRPC address in the ErrorInfo metadata.
 """
@@ -11,30 +14,39 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 import uuid
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import grpc
 import structlog
 
 from . import commands as C
 from . import snapshot
-from .api.lock_ops import acquire_and_wait
+from .snapshot import SnapshotSource
+from .api.lock_ops import (
+    acquire_and_wait,
+    check_acquire_limits,
+    timed_out,
+    too_big,
+    withdraw,
+)
+from .api.ports import ServicerPort, StateReader
 from .api.results import check, lock_info
 from .api.stream import serve_stream
-from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS
+from .clock import Clock
+from .config import MAX_TTL_MS, MAX_WAIT_MS, MIN_TTL_MS, NodeConfig
 from .errors import ErrorCode, LockdAbort, invalid, message, to_status
 from .fsm import MAX_LOCK_DELAY_MS, MAX_LOCKS_PER_MANY, MAX_OWNER_BYTES
 from .interceptors import rpc_handler
 from .limits import TokenBucket, exceeded
 from .logconfig import short_id
-from .sessions import RENEW_NOT_FOUND, RENEW_OK
+from .membership import Membership
+from .replication import ReplicatedNode
+from .sessions import RENEW_NOT_FOUND, RENEW_OK, SessionTracker
 from .tls import identity_of, peer_channel
 from .v1 import lockd_pb2 as pb
 from .v1 import lockd_pb2_grpc as pbg
-from .watch import event_pb, follow
-
-if TYPE_CHECKING:
-    from .server import LockdNode
+from .waiters import Waiters
+from .watch import WatchHub, event_pb, follow
 
 log = structlog.get_logger(component="service")
 
@@ -66,18 +78,11 @@ def validate_name(name: str, field: str = "name") -> str:
     if not name:
         raise invalid(field, "required (1-256 bytes)")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise _too_big("name_bytes", MAX_NAME_BYTES, field)
+        raise too_big("name_bytes", MAX_NAME_BYTES, field)
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Cs"):
             raise invalid(field, "must not contain control characters")
     return name
-
-
-def _too_big(limit: str, max_bytes: int, field: str) -> LockdAbort:
-    """RESOURCE_EXHAUSTED / LIMIT_EXCEEDED for a field over a size limit (names the field)."""
-    err = exceeded(limit, max_bytes, f"{field} is longer than {max_bytes} bytes")
-    err.metadata["field"] = field
-    return err
 
 
 def validate_value(value: bytes, limits) -> bytes:
@@ -85,7 +90,7 @@ def validate_value(value: bytes, limits) -> bytes:
     LIMIT_EXCEEDED naming the field "value" (DESIGN §8), in every RPC that takes one."""
     limit = min(MAX_VALUE_BYTES, limits.value_bytes)
     if len(value) > limit:
-        raise _too_big("value_bytes", limit, "value")
+        raise too_big("value_bytes", limit, "value")
     return value
 
 
@@ -103,63 +108,52 @@ def validate_request_id(rid: str) -> str:
     return rid
 
 
+class LockPort(ServicerPort, Protocol):
+    """What the Lock and Election servicers need from their node, beyond `ServicerPort`.
+
+    `lockd.server.LockdNode` provides it; tests/unit/test_lock_service.py a fake. The lock
+    stream (lockd/api/stream.py) reads a few more members of the same object (the proposer's
+    cork, the metrics, the ACL and the request-rate limit).
+    """
+
+    config: NodeConfig              # limits, the default session TTL
+    waiters: Waiters                # parked blocking acquires (lockd/waiters.py)
+    tracker: SessionTracker         # the leader's session deadlines (lockd/sessions.py)
+    clock: Clock                    # the monotonic clock the tracker runs on
+    keepalives: int                 # keepalive renewals served (a metric)
+    watch_hub: WatchHub             # with `raft` and `is_ready_leader`: lockd.watch.WatchSource
+    raft: StateReader               # the FSM under its lock (lockd.watch.follow reads it)
+
+    def not_leader_error(self) -> LockdAbort:
+        """NOT_LEADER naming the leader (UNAVAILABLE while this leader's epoch starts)."""
+
+    def is_ready_leader(self) -> bool:
+        """True on a leader whose epoch has begun (what `require_ready` checks)."""
+
+    def require_ack_allowed(self) -> None:
+        """Raise unless a ready leader that heard from a majority recently (keepalives)."""
+
+
+async def read_view(port: ServicerPort, stale_ok: bool, name: str, *args: Any) -> Any:
+    """A named FSM view: linearizable by default (`port.read`: a Barrier applied on the ready
+    leader after the call began), the local state with `stale_ok`."""
+    if stale_ok:
+        return port.view(name, *args)
+    return await port.read(name, *args)
+
+
 class LockService(pbg.LockServicer):
     """The `lockd.v1.Lock` service."""
 
-    def __init__(self, node: "LockdNode"):
-        self.node = node
-
-    # ------------------------------------------------------------ helpers
-
-    # What lockd/api/lock_ops.py uses: propose, check, waiters, not_leader_error, abandon.
-    @property
-    def waiters(self):
-        return self.node.waiters
-
-    def not_leader_error(self) -> LockdAbort:
-        return self.node.not_leader_error()
-
-    def propose(self, cmd):
-        return self._propose(cmd)
-
-    def check(self, r: C.Result) -> dict:
-        return self._check(r)
-
-    def abandon(self, sid: str, name: str, rid: str):
-        return self._abandon(sid, name, rid)
-
-    async def _propose(self, cmd) -> C.Result:
-        return await self.node.admission.propose(cmd)    # fair between clients when saturated
-
-    def _check(self, r: C.Result) -> dict:
-        return check(r)                                  # lockd/api/results.py
-
-    def _lock_info(self, view: dict | None, name: str) -> pb.LockInfo:
-        return lock_info(view, name)
-
-    async def _linearize(self, stale_ok: bool) -> None:
-        """Default reads return once a Barrier entry appended after the call began is applied
-        on the ready leader: a linearizable read point (ReadIndex done with the log), since
-        the entry commits in this leader's term. Concurrent readers share one Barrier while it
-        waits for its entry (`ReplicatedNode.barrier_aio`)."""
-        if stale_ok:
-            return
-        self.node.require_ready()
-        self._check(await asyncio.shield(self.node.raft.barrier_aio()))
+    def __init__(self, port: LockPort):
+        self.port = port
 
     # ------------------------------------------------------------ limits (before proposing)
 
     def _check_session_limits(self, sid: str, identity: str) -> None:
         """--max-sessions and --max-sessions-per-identity (an existing id is a retry: allowed)."""
-        limits = self.node.config.limits
-
-        def counts(f):
-            if sid in f.sessions:
-                return None
-            mine = (sum(1 for s in f.sessions.values() if getattr(s, "identity", "") == identity)
-                    if identity else 0)
-            return len(f.sessions), mine
-        c = self.node.raft.read(counts)
+        limits = self.port.config.limits
+        c = self.port.view("session_counts", sid, identity)
         if c is None:
             return
         if c[0] >= limits.sessions:
@@ -168,61 +162,26 @@ class LockService(pbg.LockServicer):
             raise exceeded("sessions_per_identity", limits.sessions_per_identity,
                            f"open sessions of identity {identity!r}")
 
-    def _check_acquire_limits(self, sid: str, names: list[str], wait: bool) -> None:
-        """Name sizes, locks and waits per session, waiters per lock."""
-        limits = self.node.config.limits
-        for name in names:
-            if len(name.encode("utf-8")) > limits.name_bytes:
-                raise _too_big("name_bytes", limits.name_bytes, "name")
-
-        def state(f):
-            s = f.sessions.get(sid)
-            if s is None:
-                return None
-            new = [n for n in names if n not in s.held and n not in s.waits]
-            waiters = max((len(f.locks[n].waiters) for n in new if n in f.locks), default=0)
-            return len(s.held) + len(s.waits), len(s.waits), len(new), waiters
-        st = self.node.raft.read(state)
-        if st is None or not st[2]:
-            return   # unknown session (the FSM answers) or a retry / re-entry
-        total, waits, new, waiters = st
-        if total + new > limits.locks_per_session:
-            raise exceeded("locks_per_session", limits.locks_per_session,
-                           "locks held plus waited for by this session")
-        if wait and waits + 1 > limits.waits_per_session:
-            raise exceeded("waits_per_session", limits.waits_per_session,
-                           "blocking acquires waiting in this session")
-        if wait and waiters >= limits.waiters_per_lock:
-            raise exceeded("waiters_per_lock", limits.waiters_per_lock,
-                           "sessions waiting for this lock")
-
     def _foreign_sessions(self, sids, identity: str) -> set[str]:
         """The ids among `sids` that exist but belong to another identity."""
-        def owners(f):
-            out = set()
-            for sid in sids:
-                s = f.sessions.get(sid)
-                if s is not None and getattr(s, "identity", "") != identity:
-                    out.add(sid)
-            return out
-        return self.node.raft.read(owners) if sids else set()
+        return set(self.port.view("foreign_sessions", list(sids), identity)) if sids else set()
 
     # ------------------------------------------------------------ sessions
 
     @rpc_handler
     async def OpenSession(self, request, context):
         sid = validate_session_id(request.session_id)
-        ttl_ms = request.ttl_ms or self.node.config.default_ttl_ms
+        ttl_ms = request.ttl_ms or self.port.config.default_ttl_ms
         if not MIN_TTL_MS <= ttl_ms <= MAX_TTL_MS:
             raise invalid("ttl_ms", f"must be within {MIN_TTL_MS}..{MAX_TTL_MS}")
         if len(request.client_name.encode("utf-8")) > MAX_CLIENT_NAME_BYTES:
             raise invalid("client_name", f"longer than {MAX_CLIENT_NAME_BYTES} bytes")
-        self.node.require_ready()
-        self.node.require_space()
+        self.port.require_ready()
+        self.port.require_space()
         identity = identity_of(context)
         self._check_session_limits(sid, identity)
-        v = self._check(await self._propose(C.OpenSession(sid, ttl_ms, request.client_name,
-                                                          identity)))
+        v = check(await self.port.propose(C.OpenSession(sid, ttl_ms, request.client_name,
+                                                        identity)))
         if v.get("created"):
             log.info("session_opened", session_id=short_id(sid), ttl_ms=ttl_ms,
                      client=request.client_name)
@@ -231,19 +190,19 @@ class LockService(pbg.LockServicer):
     @rpc_handler
     async def CloseSession(self, request, context):
         sid = validate_session_id(request.session_id)
-        self.node.require_ready()
-        if self.node.mtls and self._foreign_sessions([sid], identity_of(context)):
+        self.port.require_ready()
+        if self.port.mtls and self._foreign_sessions([sid], identity_of(context)):
             return pb.CloseSessionResponse()   # as for an unknown session: ids cannot be probed
-        r = await self._propose(C.CloseSession(sid))
+        r = await self.port.propose(C.CloseSession(sid))
         if r.code is ErrorCode.SESSION_NOT_FOUND:      # closing is idempotent
             return pb.CloseSessionResponse()
-        v = self._check(r)
+        v = check(r)
         log.info("session_closed", session_id=short_id(sid), released=len(v["released"]))
         return pb.CloseSessionResponse(released=v["released"])
 
     async def KeepAlive(self, request_iterator, context):
         """One stream renews many sessions; each request gets one response (same seq)."""
-        node = self.node
+        node = self.port
         renewed: set[str] = set()
         identity = identity_of(context)
         rate = node.config.limits.keepalive_rate
@@ -265,7 +224,7 @@ class LockService(pbg.LockServicer):
         """One KeepAlive message (of the KeepAlive stream or the lock stream): renew each
         session, adding the renewed ones to `renewed` (the stream's, told to the tracker
         when it ends)."""
-        node = self.node
+        node = self.port
         if len(req.session_ids) > MAX_KEEPALIVE_SESSIONS:
             raise invalid("session_ids", f"at most {MAX_KEEPALIVE_SESSIONS} per message")
         now = node.clock.monotonic()
@@ -289,11 +248,11 @@ class LockService(pbg.LockServicer):
         if to_clear:
             # Renewing a session whose silence a checkpoint recorded must first commit
             # the renewal, or a new leader could expire it too early (docs/sessions.md).
-            self._check(await self._propose(C.ClearSilence(tuple(to_clear))))
+            check(await node.propose(C.ClearSilence(tuple(to_clear))))
             node.tracker.cleared(to_clear)
             node.require_ack_allowed()
         node.keepalives += len(req.session_ids)
-        notices = node.raft.read(lambda f: f.notices_for(req.session_ids))
+        notices = node.view("notices_for", list(req.session_ids))
         for lease in leases if notices else ():
             for kind, name, token in notices.get(lease.session_id, ()):
                 lease.notices.add(kind=kind, name=name, token=token)
@@ -302,8 +261,7 @@ class LockService(pbg.LockServicer):
     @rpc_handler
     async def GetSession(self, request, context):
         sid = validate_session_id(request.session_id)
-        await self._linearize(request.stale_ok)
-        v = self.node.raft.read(lambda f: f.session_view(sid))
+        v = await read_view(self.port, request.stale_ok, "session_view", sid)
         if v is None:
             raise LockdAbort(ErrorCode.SESSION_NOT_FOUND, "session not found (expired or closed)")
         return pb.GetSessionResponse(session=pb.SessionInfo(
@@ -340,7 +298,7 @@ class LockService(pbg.LockServicer):
         mode, permits = self._mode_permits(request.mode, request.permits)
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        validate_value(request.value, self.node.config.limits)
+        validate_value(request.value, self.port.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
         if request.reentrant and not request.owner:
@@ -349,18 +307,18 @@ class LockService(pbg.LockServicer):
             raise invalid("owner", "only meaningful with reentrant=true")
         if len(request.owner.encode("utf-8")) > MAX_OWNER_BYTES or not request.owner.isprintable():
             raise invalid("owner", f"must be printable and at most {MAX_OWNER_BYTES} bytes")
-        node = self.node
-        node.require_ready()
-        node.require_space()
+        port = self.port
+        port.require_ready()
+        port.require_space()
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [name], wait)
+        check_acquire_limits(port, port.config.limits, sid, [name], wait)
         cmd = C.Acquire(sid, name, rid, mode, permits, wait, bytes(request.value),
                         request.reentrant, request.owner, request.lock_delay_ms)
-        out = await acquire_and_wait(self, cmd, sid, name, rid, request.wait_ms,
-                                     lambda: self._timed_out(name))
+        out = await acquire_and_wait(port, cmd, sid, name, rid, request.wait_ms,
+                                     lambda: timed_out(port, name))
         if not out.granted:
-            return pb.AcquireResponse(granted=False, lock=self._lock_info(
-                node.raft.read(lambda f: f.lock_view(name)), name))
+            return pb.AcquireResponse(granted=False, lock=lock_info(
+                port.view("lock_view", name), name))
         if out.value is not None:
             return self._granted(name, out.value["token"], out.value.get("count", 1))
         return self._granted(name, out.token)
@@ -384,28 +342,28 @@ class LockService(pbg.LockServicer):
             items.append((name, mode, permits, bytes(request.value)))
         if request.wait_ms > MAX_WAIT_MS:
             raise invalid("wait_ms", f"at most {MAX_WAIT_MS}")
-        validate_value(request.value, self.node.config.limits)
+        validate_value(request.value, self.port.config.limits)
         if request.lock_delay_ms > MAX_LOCK_DELAY_MS:
             raise invalid("lock_delay_ms", f"must be within 0..{MAX_LOCK_DELAY_MS}")
-        node = self.node
-        node.require_ready()
-        node.require_space()
+        port = self.port
+        port.require_ready()
+        port.require_space()
         first = items[0][0]
         wait = request.wait_ms > 0
-        self._check_acquire_limits(sid, [it[0] for it in items], wait)
+        check_acquire_limits(port, port.config.limits, sid, [it[0] for it in items], wait)
         cmd = C.AcquireMany(sid, rid, tuple(items), wait, request.lock_delay_ms)
         out = await acquire_and_wait(
-            self, cmd, sid, first, rid, request.wait_ms,
+            port, cmd, sid, first, rid, request.wait_ms,
             lambda: LockdAbort(ErrorCode.WAIT_TIMEOUT, message(ErrorCode.WAIT_TIMEOUT)))
         if not out.granted:
             return pb.AcquireManyResponse(granted=False)
         if out.value is not None:
             return self._granted_many(out.value)
         # Granted while parked: every lock was granted in one apply; the FSM recorded them all.
-        res = node.raft.read(lambda f: f.result_of(sid, rid))
+        res = port.view("result_of", sid, rid)
         if res is None or res[0] is not None or "tokens" not in (res[1] or {}):
             # evicted or the session ended since: ask the log (reports the grant)
-            res = [None, self._check(await self._propose(
+            res = [None, check(await port.propose(
                 C.CancelWait(sid, first, rid, "cancelled")))]
         return self._granted_many(res[1])
 
@@ -430,27 +388,9 @@ class LockService(pbg.LockServicer):
             pb.Grant(name=name, token=token) for name, token in v["tokens"]])
 
     def _granted(self, name: str, token: int, count: int = 1) -> pb.AcquireResponse:
-        view = self.node.raft.read(lambda f: f.lock_view(name))
-        return pb.AcquireResponse(granted=True, token=token, lock=self._lock_info(view, name),
+        view = self.port.view("lock_view", name)
+        return pb.AcquireResponse(granted=True, token=token, lock=lock_info(view, name),
                                   count=count)
-
-    def _timed_out(self, name: str) -> LockdAbort:
-        """WAIT_TIMEOUT; if the lock is in its lock-delay, the metadata says until when."""
-        view = self.node.raft.read(lambda f: f.lock_view(name))
-        until = view["lock_delay_until_ms"] if view is not None else 0
-        if until:
-            return LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out (the lock is in its lock-delay)",
-                              {"lock_delay_until_ms": str(until)})
-        return LockdAbort(ErrorCode.WAIT_TIMEOUT, "wait timed out")
-
-    async def _abandon(self, sid: str, name: str, rid: str) -> None:
-        """The client went away mid-wait: remove its waiter; release a grant it never saw."""
-        try:
-            r = await self._propose(C.CancelWait(sid, name, rid, "cancelled"))
-            if r.code is None and (r.value or {}).get("granted"):
-                await self._release_grants(sid, name, r.value, uuid.uuid4().hex)
-        except Exception:  # noqa: BLE001
-            log.warning("abandon_failed", lock=name, session_id=short_id(sid))
 
     async def release(self, request) -> pb.ReleaseResponse:
         sid = validate_session_id(request.session_id)
@@ -460,45 +400,31 @@ class LockService(pbg.LockServicer):
             if request.token:
                 raise invalid("acquire_request_id", "give either token or acquire_request_id, not both")
             arid = validate_request_id(request.acquire_request_id)
-            self.node.require_ready()
-            await self._withdraw(sid, name, arid, rid)
+            self.port.require_ready()
+            await withdraw(self.port, sid, name, arid, rid)
             return pb.ReleaseResponse()
         if request.token == 0:
             raise invalid("token", "required: the fencing token of the grant being released")
-        self.node.require_ready()
-        v = self._check(await self._propose(C.Release(sid, name, request.token, rid)))
+        self.port.require_ready()
+        v = check(await self.port.propose(C.Release(sid, name, request.token, rid)))
         return pb.ReleaseResponse(count=v.get("count", 0))
 
-    async def _withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
-        """Remove the Acquire's waiter, or release the grant it got; OK if nothing is left."""
-        r = await self._propose(C.CancelWait(sid, name, acquire_rid, "cancelled"))
-        if r.code in (ErrorCode.CANCELLED, ErrorCode.WAIT_TIMEOUT, ErrorCode.NOT_HOLDER):
-            return
-        v = self._check(r)
-        if v.get("granted"):
-            await self._release_grants(sid, name, v, rid)
-
-    async def _release_grants(self, sid: str, name: str, v: dict, rid: str) -> None:
-        """Release what an Acquire (token) or an AcquireMany (tokens) was granted."""
-        grants = v["tokens"] if "tokens" in v else [[name, v["token"]]]
-        for i, (lock, token) in enumerate(grants):
-            r2 = await self._propose(C.Release(sid, lock, token, rid if i == 0 else f"{rid}.{i}"))
-            if r2.code not in (None, ErrorCode.NOT_HOLDER):
-                self._check(r2)
+    async def withdraw(self, sid: str, name: str, acquire_rid: str, rid: str) -> None:
+        """Remove the Acquire's waiter, or release the grant it got (the lock stream's late
+        cancel of an answered grant; lockd/api/lock_ops.py)."""
+        await withdraw(self.port, sid, name, acquire_rid, rid)
 
     @rpc_handler
     async def CheckToken(self, request, context):
         name = validate_name(request.name)
-        await self._linearize(request.stale_ok)
-        tokens = self.node.raft.read(lambda f: f.holder_tokens(name))
+        tokens = await read_view(self.port, request.stale_ok, "holder_tokens", name)
         return pb.CheckTokenResponse(valid=request.token in tokens, holder_tokens=tokens)
 
     @rpc_handler
     async def GetLock(self, request, context):
         name = validate_name(request.name)
-        await self._linearize(request.stale_ok)
-        view, rev = self.node.raft.read(lambda f: (f.lock_view(name), f.revision))
-        return pb.GetLockResponse(exists=view is not None, lock=self._lock_info(view, name),
+        view, rev = await read_view(self.port, request.stale_ok, "lock_at_revision", name)
+        return pb.GetLockResponse(exists=view is not None, lock=lock_info(view, name),
                                   revision=rev)
 
     @rpc_handler
@@ -508,14 +434,9 @@ class LockService(pbg.LockServicer):
         if size > MAX_PAGE_SIZE:
             raise invalid("page_size", f"at most {MAX_PAGE_SIZE}")
         after = request.page_token
-        await self._linearize(request.stale_ok)
-
-        def page(f):
-            names = f.list_lock_names(prefix, after, size + 1)
-            return [f.lock_view(n) for n in names[:size]], len(names) > size, f.revision
-
-        views, more, rev = self.node.raft.read(page)
-        locks = [self._lock_info(v, v["name"]) for v in views]
+        views, more, rev = await read_view(self.port, request.stale_ok, "locks_page", prefix,
+                                           after, size)
+        locks = [lock_info(v, v["name"]) for v in views]
         return pb.ListLocksResponse(locks=locks,
                                     next_page_token=locks[-1].name if more and locks else "",
                                     revision=rev)
@@ -526,8 +447,8 @@ class LockService(pbg.LockServicer):
         prefix = validate_name(request.prefix, "prefix") if request.prefix else ""
         after = request.after_revision
         if after == 0:
-            after = self.node.raft.read(lambda f: f.revision)   # 0: from now on
-        async for recs, rev, _ in follow(self.node, after,
+            after = self.port.view("current_revision")   # 0: from now on
+        async for recs, rev, _ in follow(self.port, after,
                                          lambda f, last: f.events_after(last, prefix)):
             yield pb.WatchResponse(events=[event_pb(r) for r in recs], revision=rev)
 
@@ -535,10 +456,27 @@ class LockService(pbg.LockServicer):
 _ROLES = {0: pb.ROLE_FOLLOWER, 1: pb.ROLE_CANDIDATE, 2: pb.ROLE_LEADER}
 
 
+class ClusterPort(SnapshotSource, Protocol):
+    """What the Cluster servicer needs from its node (`lockd.server.LockdNode` provides it):
+    the Raft adapter's status (`raw_status`, `leader_id`, `member_ids`; SaveSnapshot's
+    barrier), the membership rules, the recorded members and counts (named FSM views)."""
+
+    config: NodeConfig
+    raft: ReplicatedNode
+    membership: Membership
+    tls_files: Any                  # lockd.tls.TLSFiles for peer channels, or None
+
+    def is_ready_leader(self) -> bool: ...
+
+    def cluster_members(self) -> list[str]: ...
+
+    def view(self, name: str, *args: Any) -> Any: ...
+
+
 class ClusterService(pbg.ClusterServicer):
     """The `lockd.v1.Cluster` service: Status, and membership changes (delegated)."""
 
-    def __init__(self, node: "LockdNode"):
+    def __init__(self, node: ClusterPort):
         self.node = node
 
     def _local(self) -> pb.Member:
@@ -557,8 +495,7 @@ class ClusterService(pbg.ClusterServicer):
     async def Status(self, request, context):
         node = self.node
         me = self._local()
-        members_map, counts = node.raft.read(lambda f: (
-            dict(f.members), (len(f.sessions), len(f.locks), f.waiter_count(), f.next_token, f.revision)))
+        members_map, counts = node.view("members_map"), node.view("counts")
         leader = node.raft.leader_id() or ""
         members = [me]
         if not request.local_only:

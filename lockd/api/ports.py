@@ -2,12 +2,15 @@
 
 Protocols only: no implementation, no I/O. `lockd.server.LockdNode` provides `ServicerPort`
 (structurally: it does not import this module); unit tests provide a fake over a real
-`LockStateMachine` (tests/unit/test_admin_service.py). A servicer typed against a port can be
-read, and tested, without Raft, gRPC servers or the node's assembly.
+`LockStateMachine` (tests/support/fake_port.py). A servicer typed against a port can be
+read, and tested, without Raft, gRPC servers or the node's assembly. The servicers that need
+more extend it beside their code: `lockd.service.LockPort` (Lock, Election) and
+`lockd.service.ClusterPort`.
 
 Helpers below the node declare their own small ports beside their code, where the type they
 name lives: `lockd.watch.WatchSource`, `lockd.snapshot.SnapshotSource`,
-`lockd.metrics.CollectedNode`. None of them imports lockd.server.
+`lockd.metrics.CollectedNode`, `lockd.membership.MembershipNode`. None of them imports
+lockd.server.
 """
 
 from __future__ import annotations

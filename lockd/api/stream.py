@@ -70,7 +70,7 @@ async def serve_stream(svc: Any, request_iterator, context) -> AsyncIterator[pb.
 class _Stream:
     def __init__(self, svc: Any, context) -> None:
         self.svc = svc
-        self.node = svc.node
+        self.node = svc.port
         self.identity = identity_of(context)
         self.client = client_key(context)
         self.tasks: dict[int, asyncio.Task] = {}
@@ -217,7 +217,7 @@ class _Stream:
 
     async def _withdraw(self, sid: str, name: str, acquire_rid: str) -> None:
         try:
-            await self.svc._withdraw(sid, name, acquire_rid, uuid.uuid4().hex)
+            await self.svc.withdraw(sid, name, acquire_rid, uuid.uuid4().hex)
         except Exception:  # noqa: BLE001 - best effort, as a cancelled unary call's abandon
             log.warning("withdraw_failed", lock=name, session_id=short_id(sid))
 

@@ -1,120 +1,20 @@
 """The Admin servicer against a fake ServicerPort over a real LockStateMachine.
 
-The fake is the pure core plus the port's few duties (a leadership gate, a clock, session
-deadlines): no Raft, no gRPC server. What reaches the FSM is what a node would propose.
+The fake (tests/support/fake_port.py) is the pure core plus the port's few duties (a
+leadership gate, a clock, session deadlines): no Raft, no gRPC server. What reaches the FSM
+is what a node would propose.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-
 import grpc
 import pytest
-from google.rpc import error_details_pb2, status_pb2
 
 from lockd import commands as C
 from lockd.admin_service import AdminService
 from lockd.api.ports import ServicerPort
-from lockd.errors import ErrorCode, LockdAbort
-from lockd.fsm import LockStateMachine
 from lockd.v1 import lockd_pb2 as pb
-
-WALL_MS = 1_800_000_000_000
-
-
-class FakePort:
-    """A ServicerPort that applies proposals to a real FSM, in order, at once."""
-
-    mtls = False
-
-    def __init__(self) -> None:
-        self.fsm = LockStateMachine()
-        self.ready = True
-        self.proposed: list = []
-        self.deadlines: dict[str, float] = {}   # session id -> deadline on `now`
-        self.now = 100.0
-        self.lock_delays: list = []
-
-    def require_ready(self) -> None:
-        if not self.ready:
-            raise LockdAbort(ErrorCode.NOT_LEADER, "not the leader", {"leader": ""})
-
-    def require_space(self) -> None:
-        pass
-
-    async def propose(self, cmd) -> C.Result:
-        self.proposed.append(cmd)
-        return self.fsm.apply(cmd)
-
-    def view(self, name: str, *args):
-        return getattr(self.fsm, name)(*args)
-
-    async def read(self, name: str, *args):
-        self.require_ready()
-        return self.view(name, *args)
-
-    def session_ttl_left_ms(self, session_id: str) -> int:
-        d = self.deadlines.get(session_id)
-        return 0 if d is None else max(0, int((d - self.now) * 1000))
-
-    def forget_session(self, session_id: str) -> None:
-        self.deadlines.pop(session_id, None)
-
-    def wall_ms(self) -> int:
-        return WALL_MS
-
-    def note_lock_delays(self, r: C.Result, wall_ms: int) -> None:
-        self.lock_delays += [(ev.lock, ev.until_ms - wall_ms) for ev in r.events
-                             if isinstance(ev, C.LockDelayed)]
-
-    # -- set-up helpers (what clients would have done through the Lock service)
-    def open(self, name: str, ttl_ms: int = 10_000, sid: str = "") -> str:
-        sid = sid or str(uuid.uuid4())
-        assert self.fsm.apply(C.OpenSession(sid, ttl_ms, name)).code is None
-        self.deadlines[sid] = self.now + ttl_ms / 1000
-        return sid
-
-    def take(self, sid: str, lock: str, wait: bool = False, lock_delay_ms: int = 0) -> C.Result:
-        return self.fsm.apply(C.Acquire(sid, lock, uuid.uuid4().hex, C.EXCLUSIVE, 1, wait, b"",
-                                        lock_delay_ms=lock_delay_ms))
-
-
-class Aborted(Exception):
-    pass
-
-
-class FakeContext:
-    status = None
-
-    def peer(self) -> str:
-        return "ipv4:127.0.0.1:5555"
-
-    def auth_context(self) -> dict:
-        return {}
-
-    async def abort_with_status(self, status):
-        self.status = status
-        raise Aborted()
-
-
-def call(svc, method: str, request):
-    ctx = FakeContext()
-    try:
-        return asyncio.run(getattr(svc, method)(request, ctx))
-    except Aborted:
-        md = dict(ctx.status.trailing_metadata)
-        st = status_pb2.Status.FromString(md["grpc-status-details-bin"])
-        info = error_details_pb2.ErrorInfo()
-        st.details[0].Unpack(info)
-        raise RefusedError(ctx.status.code, info.reason, dict(info.metadata), st.message) from None
-
-
-class RefusedError(Exception):
-    def __init__(self, code, reason, metadata, message):
-        super().__init__(f"{code} {reason}: {message}")
-        self.code, self.reason, self.metadata, self.message = code, reason, metadata, message
-
+from tests.support.fake_port import WALL_MS, FakePort, RefusedError, call
 
 @pytest.fixture
 def port():

@@ -135,14 +135,14 @@ class FakeRaft:
     def member_ids(self):
         return list(self.members)
 
-    def read(self, fn):
-        return fn(types.SimpleNamespace(members=dict(self.known)))
-
 
 def membership(members, known):
+    """A Membership over a fake MembershipNode: the Raft members, the recorded ones."""
+    views = {"members_map": lambda: dict(known)}
     node = types.SimpleNamespace(raft=FakeRaft(members, known),
                                  config=types.SimpleNamespace(raft_address=members[0]),
-                                 require_ready=lambda: None)
+                                 require_ready=lambda: None, tls_files=None,
+                                 view=lambda name, *args: views[name](*args))
     return Membership(node)
 
 
