@@ -29,3 +29,15 @@ def fake_clock_node(tmp_path):
         yield n
     finally:
         n.stop()
+
+
+@pytest.fixture
+def procs():
+    """Start helper processes (CLI runs, client holders); all are stopped at teardown."""
+    from tests.cluster.util import Processes
+
+    p = Processes()
+    try:
+        yield p
+    finally:
+        p.stop_all()

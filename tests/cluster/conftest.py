@@ -13,7 +13,7 @@ import shutil  # noqa: E402
 import pytest  # noqa: E402
 
 from lockd_cluster import LocalCluster  # noqa: E402
-from tests.cluster.util import Clients, Processes  # noqa: E402
+from tests.cluster.util import Clients  # noqa: E402
 
 READY_TIMEOUT = 30.0
 _FAILED = pytest.StashKey[bool]()
@@ -50,16 +50,6 @@ def cluster(request, cluster_dir):
         if request.node.stash.get(_FAILED, False):
             for n in c.nodes:
                 print(f"----- {n.name} ({n.log_path}), last lines:\n{c.log_tail(n.index, 40)}")
-
-
-@pytest.fixture
-def procs():
-    """Start helper processes (CLI runs, client holders); all are stopped at teardown."""
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 @pytest.fixture

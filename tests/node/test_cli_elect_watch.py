@@ -10,19 +10,10 @@ import uuid
 
 import pytest
 
-from tests.cluster.util import Processes, lockd_argv
+from tests.cluster.util import lockd_argv
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def procs():
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 def test_elect_leads_until_sigterm_then_resigns_and_listen_and_watch_print_it(lockd_node, procs):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import lockd_client
-from tests.cluster.util import Processes, lockd_argv
+from tests.cluster.util import lockd_argv
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,15 +36,6 @@ while time.monotonic() < end:
     time.sleep(0.05)
 sys.exit(9)
 """
-
-
-@pytest.fixture
-def procs():
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 @pytest.fixture

@@ -15,19 +15,10 @@ import time
 import pytest
 
 import lockd_client
-from tests.cluster.util import Processes, child_env, lockd_argv
+from tests.cluster.util import child_env, lockd_argv
 from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture
-def procs():
-    p = Processes()
-    try:
-        yield p
-    finally:
-        p.stop_all()
 
 
 def next_doc(proc, timeout=20.0) -> dict:

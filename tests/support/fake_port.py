@@ -187,3 +187,16 @@ async def acall(svc, method: str, request):
 def call(svc, method: str, request):
     """`acall` on a fresh event loop."""
     return asyncio.run(acall(svc, method, request))
+
+
+BOUND_S = 5.0     # every wait in the servicer unit tests is bounded by this
+
+
+def run(coro):
+    """Run `coro` to its end on a fresh loop, within BOUND_S."""
+    return asyncio.run(asyncio.wait_for(coro, BOUND_S))
+
+
+def rid() -> str:
+    """A fresh request id."""
+    return uuid.uuid4().hex

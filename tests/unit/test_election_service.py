@@ -17,18 +17,7 @@ from lockd import commands as C
 from lockd.election import ElectionService
 from lockd.service import LockPort
 from lockd.v1 import lockd_pb2 as pb
-from tests.support.fake_port import FakeContext, FakeLockPort, RefusedError, acall
-
-BOUND_S = 5.0
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, BOUND_S))
-
-
-def rid() -> str:
-    return uuid.uuid4().hex
-
+from tests.support.fake_port import FakeContext, FakeLockPort, RefusedError, acall, rid, run
 
 @pytest.fixture
 def port():
